@@ -1,0 +1,40 @@
+"""Host tests run inside a real ComfyUI; without one they are skipped, loudly."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import comfy_host  # noqa: E402
+
+COMFY_PATH = comfy_host.find_comfyui()
+
+
+def pytest_report_header(config):
+    if COMFY_PATH is None:
+        return ["!!! HOST TESTS SKIPPED: " + comfy_host.why_not_found()]
+    return [f"host tests run against the real ComfyUI at {COMFY_PATH}"]
+
+
+def pytest_collection_modifyitems(config, items):
+    if COMFY_PATH is not None:
+        return
+    marker = pytest.mark.skip(reason="no real ComfyUI found (set COMFYUI_PATH or run scripts/setup.sh)")
+    for item in items:
+        if "tests/host" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes():
+    """ComfyUI's ``nodes`` module, imported from the real checkout (CPU)."""
+    return comfy_host.import_comfyui(COMFY_PATH)
+
+
+@pytest.fixture(scope="session")
+def pack(comfy_nodes):
+    """This pack, loaded through ComfyUI's own custom-node loader."""
+    return comfy_host.load_pack()
