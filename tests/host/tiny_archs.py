@@ -1,0 +1,477 @@
+"""Tiny, randomly initialised instances of ComfyUI's own diffusion models, for host tests.
+
+Every model is built from ComfyUI's classes (``comfy.supported_models.<Class>(unet_config)
+.get_model()``), re-initialised with a fixed seed (ComfyUI's ops leave weights
+``torch.empty``), saved to a safetensors file and loaded back through ComfyUI:
+
+  route "native": ``comfy.sd.load_diffusion_model(path)``; detection sizes the model from
+                  the file alone, and the detected config is checked against the built one.
+  route "config": ``nodes/model_loading.load_state_dict_with_config(sd, Class, unet_config)``
+                  for archs whose width/heads detection hard-codes at full size.
+
+In both routes the loaded weights are compared with the saved ones. Models are cached per
+process; each samples a 3-step euler/cfg-2 run in ~0.05-0.4 s on one CPU thread.
+
+arch             supported model    route   params  latent          conditioning extras
+---------------  -----------------  ------  ------  --------------  -----------------------------------
+flux             Flux (dev)         config  1.9 M   [1,16,16,16]    ctx 64-d; pooled 64; guidance 3.5
+wan21            WAN21_T2V          native  1.1 M   [1,16,1,16,16]  ctx 4096-d (text_dim is fixed)
+sd3              SD3                native  1.1 M   [1,16,16,16]    ctx 64-d; pooled 64
+hunyuan_video    HunyuanVideo       native  2.5 M   [1,16,1,16,16]  ctx 64-d; pooled 768 (fixed); guidance 6
+ltxv             LTXV               native  1.3 M   [1,128,1,8,8]   ctx 4096-d (fixed); attention_mask
+qwen_image       QwenImage          config  1.3 M   [1,16,1,16,16]  ctx 64-d
+lumina2          Lumina2            config  1.3 M   [1,16,16,16]    ctx 64-d; attention_mask (-> num_tokens)
+sd15             SD15               config  1.1 M   [1,4,16,16]     ctx 64-d
+chroma           Chroma             config  1.2 M   [1,16,16,16]    ctx 64-d; pooled None; guidance 0
+hidream          HiDream            config  5.1 M   [1,16,16,16]    ctx (T5) 64-d; pooled 64; conditioning_llama3 [1,4,8,48]
+cosmos_predict2  CosmosT2IPredict2  config  0.7 M   [1,16,1,16,16]  ctx 64-d
+sdxl             SDXL               config  4.4 M   [1,4,16,16]     ctx 64-d; pooled 64; width/height
+
+Why "config": Flux, Chroma, HiDream, Lumina2 and Qwen-Image detection hard-codes the full
+hidden size; Cosmos-predict2 detection only knows 2048/5120 channels; SD15/SDXL only match
+at 320 channels (context 768 / 2048). "native" LTXV works because detection derives
+attention_head_dim = inner_dim / 32, so the tiny model has 32 heads of 4 channels.
+
+Block patches: ``patches_replace["dit"][(kind, i)]`` as seen by a patch registered with
+``ModelPatcher.set_model_patch_replace(fn, "dit", kind, i)``; ``fn(args, extra)`` must return
+``extra["original_block"](args)`` or a dict with the same keys. Shapes at batch 2 (cond and
+uncond are batched into one call), 16x16 latent -> 64 image tokens, 8 text tokens, hidden 128.
+
+arch           kind          args keys (besides transformer_options)             returns
+-------------  ------------  --------------------------------------------------  -------------
+flux           double_block  img [B,64,D], txt [B,8,D], vec [B,D], pe, attn_mask  img, txt
+flux           single_block  img [B,8+64,D] (txt first), vec, pe, attn_mask       img
+chroma         double_block  img, txt, vec (tuple of modulations), pe, attn_mask  img, txt
+chroma         single_block  img [B,8+64,D] (txt first), vec (ChromaModulationOut), pe, attn_mask  img
+hunyuan_video  double_block  img, txt, vec, pe, attention_mask,                   img, txt
+                             modulation_dims_img, modulation_dims_txt
+hunyuan_video  single_block  img [B,64+8,D] (img FIRST), vec, pe, attention_mask,  img
+                             modulation_dims
+wan21          double_block  img, txt (already projected), vec [B,1,6,D] (t-mod), pe  img (txt is not returned)
+ltxv           double_block  img, txt, vec [B,1,6D], pe (cos,sin tuple),           img (txt is not returned)
+                             attention_mask [B,1,1,L]
+sd3            double_block  img, txt, vec [B,D]                                   img, txt (txt is None from
+                                                                                   the last, context-pre-only block)
+qwen_image     double_block  img, txt, vec, pe                                     img, txt
+
+``BLOCK_IO`` below holds the same key sets (the tests check them). Lumina2, HiDream,
+Cosmos-predict2 and the UNets (SD15, SDXL) read no ``"dit"`` patches in this ComfyUI
+(block_kinds is empty); every arch except SD3 runs its forward through a
+``WrappersMP.DIFFUSION_MODEL`` wrapper (SD3's MMDiT has none; ``WrappersMP.APPLY_MODEL`` works
+for all).
+
+UNet patch points (comfy/ldm/modules/diffusionmodules/openaimodel.py, UNetModel._forward):
+``transformer_options["block"]`` is ("input", i) / ("middle", 0) / ("output", i) while that
+block runs; ``patches["emb_patch"]`` (emb), ``patches["input_block_patch"]`` (h after each
+input block, before it is pushed as a skip), ``patches["input_block_patch_after_skip"]``,
+``patches["output_block_patch"]`` ((h, skip) before each output block's concat) and
+``patches["forward_timestep_embed_patch"]`` (per layer type). Attention inside
+SpatialTransformers: ``patches_replace["attn1"/"attn2"][(block_name, i)]`` or
+``[(block_name, i, transformer_index)]`` (comfy/ldm/modules/attention.py). ``unet_attn_blocks``
+lists the (block_name, i) keys of a UNet that contain transformer blocks.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------------------
+# Architecture specifications
+# --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    supported_model: str            # class name in comfy.supported_models
+    unet_config: dict               # complete config the model is built with
+    route: str                      # "native" (comfy.sd.load_diffusion_model) or "config"
+    latent_shape: tuple             # [B, C, H, W] or [B, C, T, H, W]
+    cond: Callable[[torch.Generator], tuple]   # -> (context tensor, extras dict)
+    block_kinds: dict = field(default_factory=dict)
+    diffusion_model_wrapper: bool = True        # forward goes through WrappersMP.DIFFUSION_MODEL
+
+
+def _randn(gen, *shape):
+    return torch.randn(*shape, generator=gen)
+
+
+def _cond_flux(gen):
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 64), "guidance": 3.5}
+
+
+def _cond_wan(gen):
+    # WanModel's text_dim is a class default (4096) that detection does not read.
+    return _randn(gen, 1, 8, 4096), {}
+
+
+def _cond_sd3(gen):
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 64)}
+
+
+def _cond_hunyuan_video(gen):
+    # detection fixes vec_in_dim to 768 whenever vector_in is present
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 768), "guidance": 6.0}
+
+
+def _cond_ltxv(gen):
+    # caption_channels (4096) is a class default; forward() needs an attention mask
+    return _randn(gen, 1, 8, 4096), {"attention_mask": torch.ones(1, 8, dtype=torch.long)}
+
+
+def _cond_qwen(gen):
+    return _randn(gen, 1, 8, 64), {}
+
+
+def _cond_lumina2(gen):
+    # num_tokens (required by NextDiT.forward) is derived from the attention mask
+    return _randn(gen, 1, 8, 64), {"attention_mask": torch.ones(1, 8, dtype=torch.long)}
+
+
+def _cond_unet(gen):
+    return _randn(gen, 1, 8, 64), {}
+
+
+def _cond_sdxl(gen):
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 64), "width": 128, "height": 128}
+
+
+def _cond_chroma(gen):
+    # Chroma has no pooled vector; a T5-only text encoder hands over pooled_output=None
+    return _randn(gen, 1, 8, 64), {"pooled_output": None, "guidance": 0.0}
+
+
+def _cond_hidream(gen):
+    # T5 stream as context, 4 "llama layers" (one per block) as conditioning_llama3
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 64),
+                                  "conditioning_llama3": _randn(gen, 1, 4, 8, 48)}
+
+
+def _cond_cosmos(gen):
+    return _randn(gen, 1, 8, 64), {}
+
+
+_SPECS = {s.name: s for s in [
+    _Spec(
+        "flux", "Flux",
+        {"image_model": "flux", "in_channels": 16, "patch_size": 2, "out_channels": 16,
+         "vec_in_dim": 64, "context_in_dim": 64, "hidden_size": 128, "mlp_ratio": 4.0,
+         "num_heads": 4, "depth": 2, "depth_single_blocks": 2, "axes_dim": [4, 14, 14],
+         "theta": 10000, "qkv_bias": True, "guidance_embed": True},
+        "config", (1, 16, 16, 16), _cond_flux, {"double_block": 2, "single_block": 2}),
+    _Spec(
+        "wan21", "WAN21_T2V",
+        {"image_model": "wan2.1", "dim": 128, "out_dim": 16, "num_heads": 1, "ffn_dim": 256,
+         "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1),
+         "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16, "model_type": "t2v"},
+        "native", (1, 16, 1, 16, 16), _cond_wan, {"double_block": 2}),
+    _Spec(
+        "sd3", "SD3",
+        {"in_channels": 16, "patch_size": 2, "out_channels": 16, "depth": 2, "input_size": None,
+         "adm_in_channels": 64,
+         "context_embedder_config": {"target": "torch.nn.Linear",
+                                     "params": {"in_features": 64, "out_features": 128}},
+         "num_patches": 256, "pos_embed_max_size": 16, "pos_embed_scaling_factor": None,
+         "x_block_self_attn_layers": []},
+        "native", (1, 16, 16, 16), _cond_sd3, {"double_block": 2}, diffusion_model_wrapper=False),
+    _Spec(
+        "hunyuan_video", "HunyuanVideo",
+        {"image_model": "hunyuan_video", "in_channels": 16, "patch_size": [1, 2, 2], "out_channels": 16,
+         "vec_in_dim": 768, "axes_dim": [16, 56, 56], "meanflow": False, "context_in_dim": 64,
+         "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 1, "depth": 2, "depth_single_blocks": 2,
+         "theta": 256, "qkv_bias": True, "byt5": False, "guidance_embed": True},
+        "native", (1, 16, 1, 16, 16), _cond_hunyuan_video, {"double_block": 2, "single_block": 2}),
+    _Spec(
+        "ltxv", "LTXV",
+        # detection assumes 32 heads: attention_head_dim = inner_dim / 32
+        {"image_model": "ltxv", "num_layers": 2, "attention_head_dim": 4, "cross_attention_dim": 128},
+        "native", (1, 128, 1, 8, 8), _cond_ltxv, {"double_block": 2}),
+    _Spec(
+        "qwen_image", "QwenImage",
+        {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "patch_size": 2,
+         "num_layers": 2, "attention_head_dim": 32, "num_attention_heads": 4,
+         "joint_attention_dim": 64, "axes_dims_rope": (8, 12, 12)},
+        "config", (1, 16, 1, 16, 16), _cond_qwen, {"double_block": 2}),
+    _Spec(
+        "lumina2", "Lumina2",
+        {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 128, "cap_feat_dim": 64,
+         "n_layers": 2, "n_refiner_layers": 1, "n_heads": 4, "n_kv_heads": 2, "multiple_of": 64,
+         "qk_norm": True, "axes_dims": [8, 12, 12], "axes_lens": [300, 512, 512]},
+        "config", (1, 16, 16, 16), _cond_lumina2, {}),
+    _Spec(
+        "sd15", "SD15",
+        {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+         "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+         "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
+         "channel_mult": [1, 2], "transformer_depth_middle": 1, "use_linear_in_transformer": False,
+         "context_dim": 64, "use_temporal_resblock": False, "use_temporal_attention": False},
+        "config", (1, 4, 16, 16), _cond_unet, {}),
+    _Spec(
+        "chroma", "Chroma",
+        {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "patch_size": 2,
+         "context_in_dim": 64, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 4, "depth": 2,
+         "depth_single_blocks": 2, "axes_dim": [4, 14, 14], "theta": 10000, "qkv_bias": True,
+         "in_dim": 64, "out_dim": 128, "hidden_dim": 64, "n_layers": 2},
+        "config", (1, 16, 16, 16), _cond_chroma, {"double_block": 2, "single_block": 2}),
+    _Spec(
+        "hidream", "HiDream",
+        {"image_model": "hidream", "attention_head_dim": 32, "axes_dims_rope": [16, 8, 8],
+         "caption_channels": [64, 48], "max_resolution": [128, 128], "in_channels": 16,
+         "llama_layers": [0, 1, 2, 3], "num_attention_heads": 4, "num_routed_experts": 4,
+         "num_activated_experts": 2, "num_layers": 2, "num_single_layers": 2, "out_channels": 16,
+         "patch_size": 2, "text_emb_dim": 64},
+        "config", (1, 16, 16, 16), _cond_hidream, {}),
+    _Spec(
+        "cosmos_predict2", "CosmosT2IPredict2",
+        {"image_model": "cosmos_predict2", "max_img_h": 240, "max_img_w": 240, "max_frames": 128,
+         "in_channels": 16, "out_channels": 16, "patch_spatial": 2, "patch_temporal": 1,
+         "model_channels": 128, "concat_padding_mask": True, "crossattn_emb_channels": 64,
+         "pos_emb_cls": "rope3d", "pos_emb_learnable": True, "pos_emb_interpolation": "crop",
+         "min_fps": 1, "max_fps": 30, "use_adaln_lora": True, "adaln_lora_dim": 32,
+         "num_blocks": 2, "num_heads": 4, "extra_per_block_abs_pos_emb": False,
+         "rope_h_extrapolation_ratio": 4.0, "rope_w_extrapolation_ratio": 4.0,
+         "rope_t_extrapolation_ratio": 1.0, "extra_h_extrapolation_ratio": 1.0,
+         "extra_w_extrapolation_ratio": 1.0, "extra_t_extrapolation_ratio": 1.0,
+         "rope_enable_fps_modulation": False},
+        "config", (1, 16, 1, 16, 16), _cond_cosmos, {}),
+    _Spec(
+        "sdxl", "SDXL",
+        {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+         "num_classes": "sequential", "adm_in_channels": 64 + 6 * 256, "in_channels": 4,
+         "out_channels": 4, "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1],
+         "transformer_depth_output": [0, 0, 1, 1], "channel_mult": [1, 2],
+         "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 64,
+         "use_temporal_resblock": False, "use_temporal_attention": False},
+        "config", (1, 4, 16, 16), _cond_sdxl, {}),
+]}
+
+ARCHS: list[str] = list(_SPECS)
+UNET_ARCHS: list[str] = [a for a in ARCHS if _SPECS[a].unet_config.get("use_spatial_transformer")]
+
+_T = "transformer_options"
+# (args keys, returned keys) of each "dit" block patch, per arch and block kind.
+BLOCK_IO: dict[str, dict[str, tuple[frozenset, frozenset]]] = {
+    "flux": {
+        "double_block": (frozenset({"img", "txt", "vec", "pe", "attn_mask", _T}), frozenset({"img", "txt"})),
+        "single_block": (frozenset({"img", "vec", "pe", "attn_mask", _T}), frozenset({"img"})),
+    },
+    "chroma": {
+        "double_block": (frozenset({"img", "txt", "vec", "pe", "attn_mask", _T}), frozenset({"img", "txt"})),
+        "single_block": (frozenset({"img", "vec", "pe", "attn_mask", _T}), frozenset({"img"})),
+    },
+    "hunyuan_video": {
+        "double_block": (frozenset({"img", "txt", "vec", "pe", "attention_mask", "modulation_dims_img",
+                                    "modulation_dims_txt", _T}), frozenset({"img", "txt"})),
+        "single_block": (frozenset({"img", "vec", "pe", "attention_mask", "modulation_dims", _T}),
+                         frozenset({"img"})),
+    },
+    "wan21": {"double_block": (frozenset({"img", "txt", "vec", "pe", _T}), frozenset({"img"}))},
+    "ltxv": {"double_block": (frozenset({"img", "txt", "vec", "pe", "attention_mask", _T}), frozenset({"img"}))},
+    "sd3": {"double_block": (frozenset({"img", "txt", "vec", _T}), frozenset({"img", "txt"}))},
+    "qwen_image": {"double_block": (frozenset({"img", "txt", "vec", "pe", _T}), frozenset({"img", "txt"}))},
+}
+
+
+# --------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------
+
+@dataclass
+class TinyArch:
+    name: str
+    model: Any                      # comfy.model_patcher.ModelPatcher
+    positive: list
+    negative: list
+    latent: dict
+    block_kinds: dict[str, int]
+    load_route: str
+    supported_model: str = ""
+    unet_config: dict = field(default_factory=dict)
+    weights_path: Path | None = None
+    diffusion_model_wrapper: bool = True     # False: WrappersMP.DIFFUSION_MODEL is never called (SD3)
+    unet_attn_blocks: list = field(default_factory=list)   # UNets: [(block_name, i, n_transformers)]
+
+
+_CACHE: dict[str, TinyArch] = {}
+_SEED = 20240917
+
+
+def _model_loading():
+    path = REPO_ROOT / "nodes" / "model_loading.py"
+    spec = importlib.util.spec_from_file_location("dc_model_loading", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_NORM_TYPES = (torch.nn.LayerNorm, torch.nn.GroupNorm) + ((torch.nn.RMSNorm,) if hasattr(torch.nn, "RMSNorm") else ())
+_WEIGHT_TYPES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Embedding,
+                 torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+
+
+def _is_norm(module) -> bool:
+    return isinstance(module, _NORM_TYPES) or type(module).__name__.endswith("Norm")
+
+
+@torch.no_grad()
+def init_weights(root: torch.nn.Module, seed: int) -> dict[str, list[str]]:
+    """Re-initialise every parameter of ``root`` (ComfyUI ops leave them ``torch.empty``).
+
+    Norm weights/scales -> 1, norm biases -> 0; Linear/Conv/Embedding weights ~ N(0, 1/fan_in);
+    other biases ~ N(0, 0.02); free parameters (modulation tables, pad tokens, ...) ~ N(0, 1/dim).
+    Returns which rule each parameter got (for inspection).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rules: dict[str, list[str]] = {"norm": [], "weight": [], "bias": [], "free": []}
+    for mod_name, module in root.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if _is_norm(module):
+                p.fill_(0.0 if p_name == "bias" else 1.0)
+                rules["norm"].append(full)
+            elif isinstance(module, _WEIGHT_TYPES) and p_name == "weight":
+                if isinstance(module, torch.nn.Embedding):
+                    std = 1.0
+                else:
+                    fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(p)
+                    std = fan_in ** -0.5
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+                rules["weight"].append(full)
+            elif p_name == "bias":
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                rules["bias"].append(full)
+            else:
+                std = (p.shape[-1] if p.ndim else 1) ** -0.5
+                p.copy_(torch.randn(p.shape, generator=gen) * std)
+                rules["free"].append(full)
+    return rules
+
+
+@torch.no_grad()
+def _init_buffers(name: str, diffusion_model: torch.nn.Module) -> None:
+    """Persistent buffers that ComfyUI creates with torch.empty and loads from the file."""
+    if name == "sd3":
+        from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+        pe = diffusion_model.pos_embed
+        grid = int(math.isqrt(pe.shape[1]))
+        table = get_2d_sincos_pos_embed(pe.shape[2], grid)
+        pe.copy_(torch.from_numpy(table).reshape(pe.shape).to(pe.dtype))
+
+
+def _build_state_dict(spec: _Spec, seed: int) -> dict[str, torch.Tensor]:
+    import comfy.supported_models
+    cls = getattr(comfy.supported_models, spec.supported_model)
+    model_config = cls(copy.deepcopy(spec.unet_config))
+    model_config.set_inference_dtype(torch.float32, None)
+    base = model_config.get_model({}, "")
+    dm = base.diffusion_model
+    init_weights(dm, seed)
+    _init_buffers(spec.name, dm)
+    return {k: v.detach().clone().contiguous() for k, v in dm.state_dict().items()}
+
+
+def _conditioning(spec: _Spec, seed: int) -> tuple[list, list]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(2):
+        ctx, extras = spec.cond(gen)
+        out.append([[ctx, dict(extras)]])
+    return out[0], out[1]
+
+
+def _unet_attn_blocks(diffusion_model) -> list[tuple[str, int, int]]:
+    """(block_name, index, transformer depth) of every UNet block holding a SpatialTransformer."""
+    from comfy.ldm.modules.attention import SpatialTransformer
+    found = []
+    groups = [("input", getattr(diffusion_model, "input_blocks", None)),
+              ("middle", [diffusion_model.middle_block] if getattr(diffusion_model, "middle_block", None) is not None else None),
+              ("output", getattr(diffusion_model, "output_blocks", None))]
+    for block_name, blocks in groups:
+        for i, block in enumerate(blocks or []):
+            depth = sum(len(m.transformer_blocks) for m in block.modules() if isinstance(m, SpatialTransformer))
+            if depth:
+                found.append((block_name, i, depth))
+    return found
+
+
+def _normalise(v):
+    if isinstance(v, (tuple, list)):
+        return [_normalise(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _normalise(x) for k, x in v.items()}
+    return v
+
+
+def build(arch: str, tmp_dir) -> TinyArch:
+    """Build (or fetch from the per-process cache) the tiny model ``arch``.
+
+    The weights are written to ``tmp_dir/<arch>.safetensors`` and loaded back through
+    ComfyUI: ``comfy.sd.load_diffusion_model`` for archs whose sizes detection reads
+    (route "native"), else ``nodes/model_loading.load_state_dict_with_config`` with the
+    supported-model class and the explicit config (route "config").
+    """
+    if arch in _CACHE:
+        return _CACHE[arch]
+    if arch not in _SPECS:
+        raise KeyError(f"unknown tiny arch {arch!r}; known: {ARCHS}")
+    spec = _SPECS[arch]
+    import comfy.sd
+    import comfy.supported_models
+    import comfy.utils
+
+    seed = _SEED + ARCHS.index(arch)
+    sd = _build_state_dict(spec, seed)
+    path = Path(tmp_dir) / f"{arch}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comfy.utils.save_torch_file(sd, str(path))
+
+    if spec.route == "native":
+        patcher = comfy.sd.load_diffusion_model(str(path))
+        cls = getattr(comfy.supported_models, spec.supported_model)
+        got = patcher.model.model_config
+        if type(got) is not cls:
+            raise AssertionError(f"{arch}: detection picked {type(got).__name__}, expected {cls.__name__}")
+        mismatched = {k: (got.unet_config.get(k), v) for k, v in spec.unet_config.items()
+                      if _normalise(got.unet_config.get(k)) != _normalise(v)}
+        if mismatched:
+            raise AssertionError(f"{arch}: detected config differs from the built one: {mismatched}")
+    else:
+        loaded = comfy.utils.load_torch_file(str(path))
+        patcher = _model_loading().load_state_dict_with_config(loaded, spec.supported_model, spec.unet_config)
+
+    # the loaded weights must be exactly the saved ones (catches silently skipped keys)
+    loaded_sd = patcher.model.diffusion_model.state_dict()
+    missing = sorted(set(sd) - set(loaded_sd))
+    if missing:
+        raise AssertionError(f"{arch}: keys not in the loaded model: {missing[:5]}")
+    for k, v in sd.items():
+        if not torch.equal(loaded_sd[k].float(), v.float()):
+            raise AssertionError(f"{arch}: weight {k} differs after loading")
+
+    positive, negative = _conditioning(spec, seed)
+    tiny = TinyArch(
+        name=arch, model=patcher, positive=positive, negative=negative,
+        latent={"samples": torch.zeros(spec.latent_shape)},
+        block_kinds=dict(spec.block_kinds), load_route=spec.route,
+        supported_model=spec.supported_model, unet_config=copy.deepcopy(spec.unet_config),
+        weights_path=path, diffusion_model_wrapper=spec.diffusion_model_wrapper,
+        unet_attn_blocks=_unet_attn_blocks(patcher.model.diffusion_model),
+    )
+    _CACHE[arch] = tiny
+    return tiny
+
+
+def sample(comfy_nodes, tiny: TinyArch, model=None, steps: int = 3, cfg: float = 2.0, seed: int = 0,
+           sampler: str = "euler", scheduler: str = "simple") -> torch.Tensor:
+    """Run ComfyUI's KSampler node on ``tiny`` (or a patched clone ``model``); return the latent."""
+    out = comfy_nodes.KSampler().sample(model if model is not None else tiny.model, seed, steps, cfg,
+                                        sampler, scheduler, tiny.positive, tiny.negative, dict(tiny.latent))
+    return out[0]["samples"]
