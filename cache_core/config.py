@@ -1,0 +1,117 @@
+"""Validated configuration of a cache: one frozen dataclass, errors that say what to change."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+# method id -> (display name, one-line description, knob that "threshold" means, default)
+METHODS: dict[str, dict] = {
+    "first_block": {"label": "First-Block Cache", "knob": "threshold", "default": 0.08,
+                    "needs_blocks": True,
+                    "about": "compute block 0, skip the rest while its residual barely changes"},
+    "teacache": {"label": "TeaCache", "knob": "threshold", "default": 0.4,
+                 "about": "accumulate the polynomial-rescaled change of the first block's modulated input"},
+    "magcache": {"label": "MagCache", "knob": "threshold", "default": 0.12,
+                 "about": "accumulate the error predicted by the calibrated residual-magnitude curve"},
+    "easycache": {"label": "EasyCache", "knob": "threshold", "default": 0.1,
+                  "about": "accumulate the runtime transformation rate of the model output (paper version)"},
+    "fixed_interval": {"label": "Fixed interval (FORA-style)", "knob": "interval", "default": 2,
+                       "about": "compute every N-th step, reuse in between"},
+    "step_mask": {"label": "Step mask (SCM)", "knob": "step_mask", "default": "medium",
+                  "about": "compute exactly the steps a mask marks with 1"},
+}
+
+REDUCTIONS = ("max", "mean")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Guards shared by every method: when caching may happen at all."""
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    warmup_steps: int = 1
+    last_steps_computed: int = 1
+    max_consecutive_cached: int = 0  # 0 = unlimited
+
+    def __post_init__(self):
+        _check(0.0 <= self.start_percent <= 1.0,
+               f"start_percent must be in [0, 1]; got {self.start_percent}")
+        _check(0.0 <= self.end_percent <= 1.0,
+               f"end_percent must be in [0, 1]; got {self.end_percent}")
+        _check(self.start_percent < self.end_percent,
+               f"start_percent ({self.start_percent}) must be below end_percent ({self.end_percent}); "
+               "lower start_percent or raise end_percent")
+        _check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more; got {self.warmup_steps}")
+        _check(self.last_steps_computed >= 0,
+               f"last_steps_computed must be 0 or more; got {self.last_steps_computed}")
+        _check(self.max_consecutive_cached >= 0,
+               f"max_consecutive_cached must be 0 (unlimited) or more; got {self.max_consecutive_cached}")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Everything one Diffusion Cache node asks for."""
+    method: str = "first_block"
+    threshold: float | None = None     # None = the method's default
+    interval: int = 2
+    step_mask: str = "medium"
+    profile: str = "auto"
+    magcache_max_skips: int = 4        # MagCache K
+    magcache_retention: float = 0.1    # MagCache R: fraction of steps never skipped
+    easycache_warmup: int | None = None
+    reduce: str = "max"                # how per-branch metrics combine into one decision
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    verbose: bool = False
+
+    def __post_init__(self):
+        _check(self.method in METHODS,
+               f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.threshold is not None:
+            _check(self.threshold >= 0.0,
+                   f"threshold must be 0 or more (larger = more reuse); got {self.threshold}")
+        _check(self.interval >= 1, f"interval must be 1 or more (1 = never reuse); got {self.interval}")
+        _check(self.magcache_max_skips >= 0, f"magcache_max_skips must be 0 or more; got {self.magcache_max_skips}")
+        _check(0.0 <= self.magcache_retention < 1.0,
+               f"magcache_retention must be in [0, 1); got {self.magcache_retention}")
+        _check(self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}; got {self.reduce!r}")
+        if self.method == "step_mask":
+            from .policies.interval import parse_step_mask
+            parse_step_mask(self.step_mask, 28)  # raises with a message on a bad mask
+
+    @property
+    def effective_threshold(self) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        default = METHODS[self.method]["default"]
+        return float(default) if isinstance(default, (int, float)) else 0.0
+
+    def with_overrides(self, **changes) -> "CacheConfig":
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        parts = [f"method={self.method}"]
+        knob = METHODS[self.method]["knob"]
+        if knob == "threshold":
+            parts.append(f"threshold={self.effective_threshold:g}")
+        elif knob == "interval":
+            parts.append(f"interval={self.interval}")
+        else:
+            parts.append(f"step_mask={self.step_mask}")
+        s = self.schedule
+        parts.append(f"window={s.start_percent:g}-{s.end_percent:g}")
+        parts.append(f"warmup={s.warmup_steps} last={s.last_steps_computed}")
+        if s.max_consecutive_cached:
+            parts.append(f"max_consecutive={s.max_consecutive_cached}")
+        return " ".join(parts)
+
+
+def config_from_inputs(**inputs) -> CacheConfig:
+    """Build a CacheConfig from flat node inputs (schedule knobs included)."""
+    schedule_names = {f.name for f in fields(ScheduleConfig)}
+    schedule = ScheduleConfig(**{k: v for k, v in inputs.items() if k in schedule_names})
+    rest = {k: v for k, v in inputs.items() if k not in schedule_names}
+    return CacheConfig(schedule=schedule, **rest)

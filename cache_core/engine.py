@@ -1,0 +1,308 @@
+"""One sampling run of a cache: step contexts, decisions, block spans, statistics.
+
+The host (ComfyUI's wrappers and block patches, or a test) drives it with three
+kinds of events:
+
+* ``begin_evaluation(sigma, ...)`` / ``end_evaluation()`` around one model
+  evaluation of the sampler (all conditionings of one step stage, possibly split
+  over several model calls);
+* ``model_call(x, keys, branches, run_model)`` for each model call; for
+  output-granularity policies it computes or reuses the whole call;
+* ``block(g, args, run_block, probe_fn)`` for each transformer block ``g`` of a
+  call; for stack-granularity policies it computes the block, or skips it and
+  adds the cached residual of the skipped run of blocks to the fresh input.
+
+A skipped span of blocks returns its inputs unchanged, except that the last block
+of each run of one block kind adds that run's cached residual: the sum of the
+per-block residuals recorded at the last full step. Summing per block keeps
+anything the host adds between blocks (ControlNet residuals) out of the cache,
+so the host's fresh additions still apply on cached steps.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+import torch
+
+from .branch_store import BranchStore
+from .config import CacheConfig
+from .decisions import Decision, StepContext
+from .layout import BlockLayout
+from .policies.base import Policy, Verdict
+from .predictors import ReusePredictor
+from .run_stats import DecisionRecord, RunStats
+from .schedule import StepLocator
+
+log = logging.getLogger("diffusion_cache")
+_run_ids = itertools.count(1)
+STREAM_KEYS = ("img", "txt", "x")
+
+
+@dataclass
+class _Call:
+    keys: tuple
+    implicit: bool = False                             # begun by block 0, no model-call event
+    verdict: Verdict | None = None
+    recorded: dict = field(default_factory=dict)       # residuals recorded by this call
+    computing_span: bool = True
+    residual_acc: dict = field(default_factory=dict)   # run index -> stream -> tensor
+
+
+@dataclass
+class _Evaluation:
+    ctx: StepContext
+    verdict: Verdict | None = None
+    fell_back: bool = False
+    blocks_computed: int = 0
+    blocks_total: int = 0
+    calls: int = 0
+
+
+class CacheRun:
+    def __init__(self, config: CacheConfig, policy: Policy, sigmas: Sequence[float],
+                 layout: BlockLayout | None = None, window_sigmas: tuple | None = None,
+                 expect_reports: bool = False, on_record: Callable | None = None,
+                 probe_fn: Callable[[dict], torch.Tensor] | None = None):
+        self.config = config
+        self.policy = policy
+        self.sigmas = [float(s) for s in sigmas]
+        self.layout = layout if (layout is not None and layout.total > 0) else None
+        self.granularity = policy.granularity if self.layout else "output"
+        self.window = window_sigmas or (float("inf"), float("-inf"))
+        self.locator = StepLocator(self.sigmas, expect_reports=expect_reports)
+        self.run_id = next(_run_ids)
+        self.store = BranchStore(f"{policy.name} run {self.run_id}")
+        self.predictor = ReusePredictor(self.store)
+        self.stats = RunStats(self.run_id, policy.name, self.locator.total_steps)
+        self.on_record = on_record
+        self.probe_fn = probe_fn
+        self.consecutive_cached = 0
+        self.evaluation: _Evaluation | None = None
+        self.call: _Call | None = None
+        self.policy.begin_run(self.sigmas)
+        if self.layout:
+            first = 1 if policy.probe == "first_block_residual" else 0
+            self.span = range(first, self.layout.total)
+            self.runs = self.layout.segment_runs(first, self.layout.total)
+            self.run_of = {g: r for r, (a, b) in enumerate(self.runs) for g in range(a, b + 1)}
+            self.run_end = {b: r for r, (a, b) in enumerate(self.runs)}
+            self.stream_keys: dict[int, tuple] = {}
+
+    # ---- evaluations -------------------------------------------------------------
+    def begin_evaluation(self, sigma: float, branches: Sequence = ()) -> StepContext:
+        if self.evaluation is not None:
+            self.end_evaluation()
+        loc = self.locator.locate(sigma)
+        ctx = StepContext(self.run_id, loc.step, self.locator.total_steps, loc.stage, float(sigma),
+                          self.locator.progress(loc.step), tuple(branches))
+        self.evaluation = _Evaluation(ctx)
+        return ctx
+
+    def end_evaluation(self) -> None:
+        ev, self.evaluation = self.evaluation, None
+        if ev is None or ev.calls == 0:
+            return
+        verdict = ev.verdict or Verdict(Decision.COMPUTE)
+        decision = Decision.COMPUTE if ev.fell_back else verdict.decision
+        if ev.ctx.stage == 0:
+            self.consecutive_cached = 0 if decision == Decision.COMPUTE else self.consecutive_cached + 1
+        record = DecisionRecord(ev.ctx.step, ev.ctx.stage, ev.ctx.sigma, list(ev.ctx.branches),
+                                decision.value, verdict.metric, verdict.threshold,
+                                ev.blocks_computed, ev.blocks_total,
+                                verdict.reason if decision == Decision.COMPUTE else "")
+        self.stats.add(record)
+        self.stats.note_cache_bytes(self.predictor.nbytes())
+        if self.config.verbose:
+            log.info("Diffusion Cache step %d/%d stage %d sigma %.4f: %s (metric %s, threshold %s) %s",
+                     ev.ctx.step + 1, ev.ctx.total_steps, ev.ctx.stage, ev.ctx.sigma, decision.value,
+                     _fmt(verdict.metric), _fmt(verdict.threshold), record.reason)
+        if self.on_record is not None:
+            self.on_record(self, record)
+
+    def step_finished(self, index: int) -> None:
+        self.locator.step_finished(index)
+
+    # ---- decisions ----------------------------------------------------------------
+    def _forced_reason(self, ctx: StepContext) -> str | None:
+        s = self.config.schedule
+        start_sigma, end_sigma = self.window
+        if ctx.stage > 0:
+            return "extra sampler stage"
+        if ctx.sigma > start_sigma:
+            return "before start_percent"
+        if ctx.sigma <= end_sigma:
+            return "after end_percent"
+        if ctx.step < s.warmup_steps:
+            return "warm-up"
+        if ctx.step >= ctx.total_steps - s.last_steps_computed:
+            return "last steps"
+        if s.max_consecutive_cached and self.consecutive_cached >= s.max_consecutive_cached:
+            return "max consecutive cached"
+        return None
+
+    def _decide(self, keys: Sequence[Hashable], probe: torch.Tensor | None, cache_ready: bool) -> Verdict:
+        ev = self.evaluation
+        if ev.verdict is not None:          # a later call of the same evaluation follows the first
+            return ev.verdict
+        forced = self._forced_reason(ev.ctx)
+        if forced is None and not cache_ready:
+            forced = "nothing cached yet"
+        if ev.ctx.stage > 0:
+            verdict = Verdict(Decision.COMPUTE, None, None, forced)
+        else:
+            verdict = self.policy.decide(ev.ctx, keys, probe, forced)
+            if forced and verdict.decision != Decision.COMPUTE:
+                verdict = Verdict(Decision.COMPUTE, verdict.metric, verdict.threshold, forced)
+        ev.verdict = verdict
+        return verdict
+
+    def _ensure_evaluation(self, sigma: float | None) -> _Evaluation:
+        if self.evaluation is None:
+            self.begin_evaluation(sigma if sigma is not None else self.sigmas[0])
+        return self.evaluation
+
+    # ---- model calls ---------------------------------------------------------------
+    def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],
+                   sigma: float | None = None) -> torch.Tensor:
+        ev = self._ensure_evaluation(sigma)
+        ev.calls += 1
+        keys = tuple(keys)
+        self.call = _Call(keys)
+        if self.granularity == "stack":
+            call = self.call
+            try:
+                out = run_model()       # blocks decide through block()
+            finally:
+                self.call = None
+            if ev.ctx.stage == 0 and call.verdict is not None and call.computing_span:
+                self.policy.observe_output(ev.ctx, keys, x, out)
+                if getattr(self.policy, "wants_residuals", False):
+                    self.policy.observe_residuals(ev.ctx, keys, call.recorded)
+            return out
+        ev.blocks_total += 1
+        slot = "D" if self.policy.name == "easycache" else "O"
+        ready = self.predictor.ready(slot, keys, like=x)
+        verdict = self._decide(keys, x, ready)
+        if verdict.decision != Decision.COMPUTE:
+            if ready:
+                cached = self.predictor.predict(slot, keys, ev.ctx)
+                self.call = None
+                return x + cached.to(x.device) if slot == "D" else cached.to(x.device).clone()
+            ev.fell_back = True
+        out = run_model()
+        ev.blocks_computed += 1
+        if slot == "D" and out.shape == x.shape:
+            self.predictor.record(slot, keys, out - x, ev.ctx)
+        elif slot == "O":
+            self.predictor.record(slot, keys, out, ev.ctx)
+        if ev.ctx.stage == 0:
+            self.policy.observe_output(ev.ctx, keys, x, out)
+        self.call = None
+        return out
+
+    # ---- blocks ----------------------------------------------------------------------
+    def block(self, g: int, args: dict, run_block: Callable[[dict], dict],
+              probe_fn: Callable[[dict], torch.Tensor] | None = None, keys: Sequence[Hashable] = ()) -> dict:
+        """Run, or skip, transformer block ``g`` (global index) of the current call.
+
+        Models whose forward pass fires no model-call event (SD3's MMDiT) start a
+        call implicitly at block 0, with the conditioning ``keys`` of the batch.
+        """
+        if self.granularity != "stack":
+            return run_block(args)
+        if g == 0 and (self.call is None or self.call.implicit):
+            self._ensure_evaluation(None).calls += 1
+            self.call = _Call(tuple(keys) or ("batch",), implicit=True)
+        ev, call = self.evaluation, self.call
+        if ev is None or call is None:
+            return run_block(args)
+        ev.blocks_total += 1
+        if g == 0 and self.policy.probe == "first_block_residual":
+            before = args["img"].clone()
+            out = run_block(args)
+            ev.blocks_computed += 1
+            self._decide_call(call, out["img"] - before, args)
+            return out
+        if call.verdict is None:
+            probe = None
+            if self.policy.probe in ("modulated_input", "block_input"):
+                probe_fn = probe_fn or self.probe_fn
+                probe = probe_fn(args) if probe_fn is not None else args["img"]
+            self._decide_call(call, probe, args)
+        if g not in self.run_of:
+            ev.blocks_computed += 1
+            return run_block(args)
+        if call.computing_span:
+            ev.blocks_computed += 1
+            return self._compute_and_record(g, args, run_block, call)
+        return self._skip(g, args, call)
+
+    def _decide_call(self, call: _Call, probe, args: dict) -> None:
+        ready = self._cache_ready(call.keys, args)
+        verdict = self._decide(call.keys, probe, ready)
+        call.verdict = verdict
+        call.computing_span = verdict.decision == Decision.COMPUTE
+        if not call.computing_span and not ready:
+            self.evaluation.fell_back = True
+            call.computing_span = True
+
+    def _cache_ready(self, keys: tuple, args: dict) -> bool:
+        if not self.stream_keys or len(self.stream_keys) < len(self.runs):
+            return False
+        first_run_streams = self.stream_keys[0]
+        for k in first_run_streams:
+            like = args.get(k) if isinstance(args.get(k), torch.Tensor) else None
+            if not self.predictor.ready(f"R0:{k}", keys, like=like):
+                return False
+        return all(self.predictor.ready(f"R{r}:{k}", keys)
+                   for r, ks in self.stream_keys.items() for k in ks)
+
+    def _compute_and_record(self, g: int, args: dict, run_block, call: _Call) -> dict:
+        inputs = {k: args[k].clone() for k in STREAM_KEYS if isinstance(args.get(k), torch.Tensor)}
+        out = run_block(args)
+        r = self.run_of[g]
+        acc = call.residual_acc.setdefault(r, {})
+        for k, v in out.items():
+            if v is None:
+                acc[k] = None
+            elif k in inputs and isinstance(v, torch.Tensor) and v.shape == inputs[k].shape:
+                delta = v.float() - inputs[k].float()
+                acc[k] = delta if acc.get(k) is None else acc[k] + delta
+        if g in self.run_end:
+            self.stream_keys[r] = tuple(acc)
+            for k, total in acc.items():
+                value = None if total is None else total.to(out[k].dtype)
+                self.predictor.record(f"R{r}:{k}", call.keys, value, self.evaluation.ctx)
+                call.recorded[f"R{r}:{k}"] = value
+            call.residual_acc.pop(r, None)
+        return out
+
+    def _skip(self, g: int, args: dict, call: _Call) -> dict:
+        r = self.run_of[g]
+        streams = self.stream_keys.get(r, ())
+        if g not in self.run_end:
+            return {k: args.get(k) for k in streams}
+        out = {}
+        for k in streams:
+            residual = self.predictor.predict(f"R{r}:{k}", call.keys, self.evaluation.ctx)
+            if residual is None or args.get(k) is None:
+                out[k] = None if residual is None else args.get(k)
+                continue
+            out[k] = args[k] + residual.to(device=args[k].device, dtype=args[k].dtype)
+        return out
+
+    # ---- end of run ----------------------------------------------------------------------
+    def finish(self) -> RunStats:
+        if self.evaluation is not None:
+            self.end_evaluation()
+        self.stats.resets.extend(self.store.resets)
+        self.stats.finish()
+        self.predictor.clear()
+        return self.stats
+
+
+def _fmt(v):
+    return "-" if v is None else f"{v:.4g}"

@@ -1,0 +1,73 @@
+"""Pure metric functions on tensors."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def rel_l1(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> float:
+    """mean|a - b| / mean|b| over all elements."""
+    a = a.float()
+    b = b.float()
+    return float((a - b).abs().mean() / (b.abs().mean() + eps))
+
+
+def rel_l1_per_sample(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """rel_l1 for each batch element (dim 0)."""
+    a = a.float().flatten(1)
+    b = b.float().flatten(1)
+    return (a - b).abs().mean(1) / (b.abs().mean(1) + eps)
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.cosine_similarity(a.float().flatten(), b.float().flatten(), dim=0))
+
+
+def token_norm_ratio(current: torch.Tensor, previous: torch.Tensor, eps: float = 1e-8) -> float:
+    """MagCache's gamma: mean over tokens of ||current|| / ||previous|| (L2 over the last dim)."""
+    num = current.float().norm(dim=-1)
+    den = previous.float().norm(dim=-1)
+    return float((num / (den + eps)).mean())
+
+
+def psnr(result: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
+    """PSNR in dB of ``result`` against ``reference``; inf when identical."""
+    mse = float(((result.float() - reference.float()) ** 2).mean())
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range ** 2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def ssim(result: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0,
+         window: int = 7, sigma: float = 1.5) -> float:
+    """Mean SSIM (Wang et al. 2004) over images shaped [B, H, W, C] (ComfyUI IMAGE) or [B, C, H, W]."""
+    x, y = result.float(), reference.float()
+    if x.ndim == 3:
+        x, y = x[None], y[None]
+    if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x, y = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
+    channels = x.shape[1]
+    window = min(window, x.shape[-1], x.shape[-2])
+    if window % 2 == 0:
+        window -= 1
+    kernel = _gaussian_window(window, sigma).to(x.device)[None, None].repeat(channels, 1, 1, 1)
+
+    def blur(t):
+        return F.conv2d(t, kernel, groups=channels)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x ** 2
+    syy = blur(y * y) - mu_y ** 2
+    sxy = blur(x * y) - mu_x * mu_y
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return float(s.mean())

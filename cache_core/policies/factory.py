@@ -1,0 +1,36 @@
+"""Build the policy a config asks for."""
+from __future__ import annotations
+
+from ..config import CacheConfig
+from ..profiles import Profile
+from .base import Policy
+from .easycache import EasyCachePolicy
+from .first_block import FirstBlockPolicy
+from .interval import FixedIntervalPolicy, StepMaskPolicy
+from .magcache import MagCachePolicy
+from .teacache import TeaCachePolicy
+
+
+def make_policy(config: CacheConfig, profile: Profile | None = None) -> Policy:
+    m = config.method
+    t = config.effective_threshold
+    if m == "first_block":
+        return FirstBlockPolicy(t, config.reduce)
+    if m == "teacache":
+        coeffs = profile.teacache_coefficients if profile and profile.teacache_coefficients else None
+        if coeffs is None:
+            raise ValueError("TeaCache needs a profile with a polynomial; pick a published profile "
+                             "or calibrate this model with the Diffusion Cache Calibrate node")
+        return TeaCachePolicy(t, coeffs, config.reduce)
+    if m == "magcache":
+        if profile is None or profile.magnitude is None:
+            raise ValueError("MagCache needs a magnitude profile; pick 'flux' for Flux models or "
+                             "calibrate this model with the Diffusion Cache Calibrate node")
+        return MagCachePolicy(t, profile.magnitude, config.magcache_max_skips, config.magcache_retention)
+    if m == "easycache":
+        return EasyCachePolicy(t)
+    if m == "fixed_interval":
+        return FixedIntervalPolicy(config.interval)
+    if m == "step_mask":
+        return StepMaskPolicy(config.step_mask)
+    raise ValueError(f"unknown method {m!r}")

@@ -1,0 +1,48 @@
+"""TeaCache: accumulate the rescaled change of the first block's modulated input."""
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+from ..branch_store import split_batch
+from ..metrics import rel_l1
+from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
+
+
+def polyval(coefficients: Sequence[float], x: float) -> float:
+    """Evaluate a polynomial given highest power first (numpy.polyval order)."""
+    out = 0.0
+    for c in coefficients:
+        out = out * x + float(c)
+    return out
+
+
+class TeaCachePolicy(Policy):
+    name = "teacache"
+    probe = "modulated_input"
+
+    def __init__(self, threshold: float, coefficients: Sequence[float], reduce: str = "max"):
+        self.threshold = float(threshold)
+        self.coefficients = [float(c) for c in coefficients]
+        self.reduce = reduce
+        self.previous: dict = {}
+        self.accumulated = 0.0
+
+    def begin_run(self, sigmas) -> None:
+        self.previous = {}
+        self.accumulated = 0.0
+
+    def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
+        changes = []
+        for key, chunk in split_batch(probe, keys).items():
+            before = self.previous.get(key)
+            if before is not None and before.shape == chunk.shape:
+                changes.append(rel_l1(chunk, before))
+            self.previous[key] = chunk.detach().clone()
+        if forced or not changes:
+            self.accumulated = 0.0
+            return Verdict(COMPUTE, None, self.threshold, forced or "no previous probe")
+        self.accumulated += abs(polyval(self.coefficients, reduce_values(changes, self.reduce)))
+        if self.accumulated < self.threshold:
+            return Verdict(REUSE, self.accumulated, self.threshold)
+        metric, self.accumulated = self.accumulated, 0.0
+        return Verdict(COMPUTE, metric, self.threshold, "accumulated change over threshold")

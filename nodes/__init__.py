@@ -1,0 +1,1 @@
+"""ComfyUI-aware layer: nodes, the holder, wrappers, block patches, architectures, events."""
