@@ -38,10 +38,8 @@ class StepLocator:
         return abs(a - b) <= self.rel_tol * max(abs(a), abs(b), 1e-8)
 
     def _exact_index(self, sigma: float) -> int | None:
-        for k in range(self.total_steps):
-            if self._close(sigma, self.sigmas[k]):
-                return k
-        return None
+        k = min(range(self.total_steps), key=lambda i: abs(self.sigmas[i] - sigma))
+        return k if self._close(sigma, self.sigmas[k]) else None
 
     def locate(self, sigma: float) -> StepLocation:
         """Return (step, stage) of an evaluation at ``sigma``; records stage-0 evaluations."""

@@ -1,0 +1,150 @@
+import logging
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cache_core.branch_store import BranchStore
+from cache_core.calibration import CalibrationRecorder, fit_teacache_polynomial
+from cache_core.config import CacheConfig, ScheduleConfig, config_from_inputs
+from cache_core.metrics import psnr, rel_l1, ssim
+from cache_core.profiles import Profile, published_profiles
+from cache_core.schedule import StepLocator
+
+SIG = [1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+def test_euler_each_sigma_is_its_step():
+    loc = StepLocator(SIG, expect_reports=True)
+    got = []
+    for i in range(4):
+        got.append(loc.locate(SIG[i]))
+        loc.step_finished(i)
+    assert [(g.step, g.stage) for g in got] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+
+
+def test_heun_corrector_at_next_sigma_is_an_extra_stage():
+    loc = StepLocator(SIG, expect_reports=True)
+    seq = []
+    for i in range(4):
+        seq.append(loc.locate(SIG[i]))
+        if i < 3:                      # k-diffusion Heun: the last step is plain Euler
+            seq.append(loc.locate(SIG[i + 1]))
+        loc.step_finished(i)
+    assert [(g.step, g.stage) for g in seq] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]
+
+
+def test_midpoint_sigmas_are_extra_stages():
+    loc = StepLocator(SIG, expect_reports=True)
+    a = loc.locate(1.0)
+    b = loc.locate(0.9)
+    loc.step_finished(0)
+    c = loc.locate(0.75)
+    assert (a.step, a.stage, b.step, b.stage, c.step, c.stage) == (0, 0, 0, 1, 1, 0)
+
+
+def test_without_progress_reports_sigma_alone_decides():
+    loc = StepLocator(SIG, expect_reports=True)
+    steps = [loc.locate(s) for s in SIG[:4]]     # the sampler never reports
+    assert [(g.step, g.stage) for g in steps][2:] == [(2, 0), (3, 0)]
+    assert loc.expect_reports is False
+
+
+def test_repeated_sigma_without_reports_is_an_extra_stage():
+    loc = StepLocator(SIG)
+    assert (loc.locate(1.0).stage, loc.locate(1.0).stage, loc.locate(0.75).stage) == (0, 1, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.01, 50.0), min_size=2, max_size=30, unique=True))
+def test_locator_maps_every_schedule_sigma_to_its_index(values):
+    sigmas = sorted(values, reverse=True) + [0.0]
+    loc = StepLocator(sigmas, expect_reports=True)
+    for i, s in enumerate(sigmas[:-1]):
+        got = loc.locate(s)
+        assert (got.step, got.stage) == (i, 0)
+        loc.step_finished(i)
+
+
+def test_store_is_keyed_by_branch_and_resets_with_a_reason(caplog):
+    store = BranchStore("test")
+    store.put("R", ("c", "u"), torch.stack([torch.zeros(3), torch.ones(3)]))
+    assert torch.equal(store.get("R", ("u", "c")), torch.stack([torch.ones(3), torch.zeros(3)]))
+    assert store.matches("R", ("u",), torch.zeros(1, 3))
+    assert not store.matches("R", ("u",), torch.zeros(1, 4))
+    with caplog.at_level(logging.INFO, logger="diffusion_cache"):
+        store.put("R", ("c",), torch.zeros(1, 5))
+    assert store.resets and "shape" in store.resets[0]
+    assert not store.has("R", ("u",))
+    assert any("reset" in r.message for r in caplog.records)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 4)), min_size=1, max_size=8))
+def test_store_never_returns_a_tensor_of_the_wrong_shape(puts):
+    store = BranchStore()
+    for batch, width in puts:
+        keys = tuple(f"k{i}" for i in range(batch))
+        store.put("S", keys, torch.zeros(batch, width))
+        assert store.matches("S", keys, torch.zeros(batch, width))
+        assert store.get("S", keys).shape == (batch, width)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threshold=-0.2), "threshold must be 0 or more"),
+    (dict(method="nope"), "unknown method 'nope'; choose one of"),
+    (dict(interval=0), "interval must be 1 or more"),
+    (dict(method="step_mask", step_mask="abc"), "step_mask must be a preset"),
+    (dict(start_percent=0.5, end_percent=0.5), "start_percent (0.5) must be below end_percent (0.5)"),
+    (dict(end_percent=1.5), "end_percent must be in [0, 1]"),
+    (dict(warmup_steps=-1), "warmup_steps must be 0 or more"),
+    (dict(reduce="median"), "reduce must be one of"),
+])
+def test_config_errors_say_what_to_change(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        config_from_inputs(**kwargs)
+    assert message in str(e.value)
+
+
+def test_config_defaults_and_description():
+    c = CacheConfig(method="teacache")
+    assert c.effective_threshold == 0.4
+    assert "teacache" in c.describe() and "threshold=0.4" in c.describe()
+    assert config_from_inputs(method="fixed_interval", interval=3, warmup_steps=2).schedule == ScheduleConfig(warmup_steps=2)
+
+
+def test_polynomial_fit_recovers_a_known_polynomial():
+    xs = [0.01 * i for i in range(1, 30)]
+    truth = [3.0, -2.0, 0.5, 1.5, 0.01]
+    ys = [sum(c * x ** (4 - i) for i, c in enumerate(truth)) for x in xs]
+    assert fit_teacache_polynomial(xs, ys) == pytest.approx(truth, rel=1e-4, abs=1e-6)
+
+
+def test_calibration_profile_round_trip(tmp_path):
+    rec = CalibrationRecorder()
+    for i, s in enumerate([1.0, 0.8, 0.6, 0.4, 0.2]):
+        rec.add(s, None if i == 0 else 0.1 * i, None if i == 0 else 0.05 * i, 1.0 + 0.01 * i)
+    profile = rec.to_profile("mine", "flux", "modulated_input")
+    path = profile.save(tmp_path / "mine.json")
+    loaded = Profile.load(path)
+    assert loaded.architecture == "flux" and len(loaded.teacache_coefficients) == 5
+    assert loaded.magnitude.ratio(0.8, 0.6) == pytest.approx(1.02)
+    with pytest.raises(ValueError, match="calibration node"):
+        Profile.from_json({"nothing": 1})
+
+
+def test_published_profiles_carry_spec_numbers():
+    p = published_profiles()
+    assert p["flux"].teacache_coefficients[0] == pytest.approx(498.651651)
+    assert p["flux"].magnitude.ratio(p["flux"].magnitude.sigmas[1], p["flux"].magnitude.sigmas[2]) == pytest.approx(1.11719)
+    assert p["wan2.1_t2v_1.3b_e0"].teacache_probe == "timestep_embedding"
+
+
+def test_metrics():
+    a = torch.rand(2, 8, 8, 3)
+    assert psnr(a, a) == float("inf")
+    assert ssim(a, a) == pytest.approx(1.0, abs=1e-6)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-3)
+    assert ssim(a, torch.rand(2, 8, 8, 3)) < 0.5
+    assert rel_l1(torch.full((4,), 1.1), torch.ones(4)) == pytest.approx(0.1)
