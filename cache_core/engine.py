@@ -301,6 +301,7 @@ class CacheRun:
         self.stats.resets.extend(self.store.resets)
         self.stats.finish()
         self.predictor.clear()
+        self.policy.release()
         return self.stats
 
 

@@ -148,6 +148,26 @@ class Profile:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
+def flow_shift_sigmas(shift: float, steps: int) -> list[float]:
+    """Sigmas of a linear-in-t flow schedule under the time shift ``shift``."""
+    out = []
+    for i in range(steps):
+        t = 1.0 - i / steps
+        out.append(shift * t / (1.0 + (shift - 1.0) * t))
+    return out
+
+
+def _published_magnitude_curves() -> dict[str, MagnitudeCurve]:
+    data = json.loads((Path(__file__).with_name("published_magcache.json")).read_text())
+    curves = {}
+    for name, entry in data.items():
+        if name.startswith("_"):
+            continue
+        ratios = entry["ratios"][::2] if entry["interleaved"] else entry["ratios"]   # the cond branch
+        curves[name] = MagnitudeCurve.from_step_ratios(flow_shift_sigmas(entry["shift"], entry["steps"]), ratios)
+    return curves
+
+
 def published_profiles() -> dict[str, Profile]:
     """Profiles shipped with the pack, from the methods' published numbers."""
     out = {}
@@ -158,4 +178,8 @@ def published_profiles() -> dict[str, Profile]:
     flux_curve = MagnitudeCurve.from_step_ratios(flux_shift_sigmas(1.15, 28), FLUX_MAG_RATIOS)
     out["flux"].magnitude = flux_curve
     out["flux_kontext"].magnitude = flux_curve
+    for name, curve in _published_magnitude_curves().items():
+        for profile_name in (name, name + "_e0"):
+            if profile_name in out:
+                out[profile_name].magnitude = curve
     return out

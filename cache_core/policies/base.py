@@ -52,6 +52,10 @@ class Policy:
     def reset(self) -> None:
         self.begin_run([])
 
+    def release(self) -> None:
+        """Drop every tensor the policy holds (end of run)."""
+        self.begin_run([])
+
 
 COMPUTE = Decision.COMPUTE
 REUSE = Decision.REUSE

@@ -78,6 +78,10 @@ class CalibrationPolicy(Policy):
             self.pending[3] = token_norm_ratio(current, self.prev_residual)
         self.prev_residual = current.detach().clone()
 
+    def release(self) -> None:
+        self._flush()
+        self.prev_probe = self.prev_output = self.prev_residual = None
+
     def finish(self) -> CalibrationRecorder:
         self._flush()
         return self.recorder

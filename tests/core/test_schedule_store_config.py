@@ -148,3 +148,15 @@ def test_metrics():
     assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-3)
     assert ssim(a, torch.rand(2, 8, 8, 3)) < 0.5
     assert rel_l1(torch.full((4,), 1.1), torch.ones(4)) == pytest.approx(0.1)
+
+
+def test_published_magcache_curves_reproduce_their_ratios_on_their_schedule():
+    from cache_core.profiles import flow_shift_sigmas
+    p = published_profiles()
+    hv = p["hunyuan_video"].magnitude
+    sig = flow_shift_sigmas(7.0, 50)
+    assert hv.ratio(sig[1], sig[2]) == pytest.approx(1.27807)
+    wan = p["wan2.1_t2v_1.3b_e0"].magnitude          # cond entries of an interleaved array
+    sig = flow_shift_sigmas(5.0, 50)
+    assert wan.ratio(sig[2], sig[3]) == pytest.approx(0.99791)
+    assert p["wan2.1_t2v_1.3b"].magnitude is wan
