@@ -59,6 +59,7 @@ class _Evaluation:
     blocks_computed: int = 0
     blocks_total: int = 0
     calls: int = 0
+    block_mask: list = field(default_factory=list)     # the first call's per-block bits
 
 
 class CacheRun:
@@ -112,7 +113,8 @@ class CacheRun:
         record = DecisionRecord(ev.ctx.step, ev.ctx.stage, ev.ctx.sigma, list(ev.ctx.branches),
                                 decision.value, verdict.metric, verdict.threshold,
                                 ev.blocks_computed, ev.blocks_total,
-                                verdict.reason if decision == Decision.COMPUTE else "")
+                                verdict.reason if decision == Decision.COMPUTE else "",
+                                "".join(ev.block_mask))
         self.stats.add(record)
         self.stats.note_cache_bytes(self.predictor.nbytes())
         if self.config.verbose:
@@ -219,6 +221,13 @@ class CacheRun:
         ev, call = self.evaluation, self.call
         if ev is None or call is None:
             return run_block(args)
+        before = ev.blocks_computed
+        out = self._block(g, args, run_block, probe_fn, ev, call)
+        if ev.calls == 1 and len(ev.block_mask) == g:
+            ev.block_mask.append("1" if ev.blocks_computed > before else "0")
+        return out
+
+    def _block(self, g, args, run_block, probe_fn, ev, call) -> dict:
         ev.blocks_total += 1
         if g == 0 and self.policy.probe == "first_block_residual":
             before = args["img"].clone()

@@ -25,6 +25,7 @@ class DecisionRecord:
     blocks_computed: int
     blocks_total: int
     reason: str = ""
+    block_mask: str = ""      # first call's blocks in order: 1 computed, 0 cached ("" = whole-call caching)
 
     def to_json(self) -> dict:
         d = asdict(self)
