@@ -8,6 +8,13 @@ METHODS: dict[str, dict] = {
     "first_block": {"label": "First-Block Cache", "knob": "threshold", "default": 0.08,
                     "needs_blocks": True,
                     "about": "compute block 0, skip the rest while its residual barely changes"},
+    "dbcache": {"label": "DBCache (block-level)", "knob": "threshold", "default": 0.08, "needs_blocks": True,
+                "about": "compute the front_blocks and back_blocks, cache the middle while the front residual holds"},
+    "dbcache_hybrid": {"label": "DBCache hybrid (step + block)", "knob": "threshold", "default": 0.12,
+                       "needs_blocks": True,
+                       "about": "like dbcache, and below half the threshold skip the back blocks too"},
+    "delta_dit": {"label": "Delta-DiT (block-level)", "knob": "interval", "default": 2, "needs_blocks": True,
+                  "about": "every N-th step full; otherwise cache the rear blocks early, the front blocks late"},
     "teacache": {"label": "TeaCache", "knob": "threshold", "default": 0.4,
                  "about": "accumulate the polynomial-rescaled change of the first block's modulated input"},
     "magcache": {"label": "MagCache", "knob": "threshold", "default": 0.12,
@@ -36,6 +43,7 @@ class ScheduleConfig:
     warmup_steps: int = 1
     last_steps_computed: int = 1
     max_consecutive_cached: int = 0  # 0 = unlimited
+    max_cached_steps: int = 0        # 0 = unlimited
 
     def __post_init__(self):
         _check(0.0 <= self.start_percent <= 1.0,
@@ -50,6 +58,8 @@ class ScheduleConfig:
                f"last_steps_computed must be 0 or more; got {self.last_steps_computed}")
         _check(self.max_consecutive_cached >= 0,
                f"max_consecutive_cached must be 0 (unlimited) or more; got {self.max_consecutive_cached}")
+        _check(self.max_cached_steps >= 0,
+               f"max_cached_steps must be 0 (unlimited) or more; got {self.max_cached_steps}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,10 @@ class CacheConfig:
     profile: str = "auto"
     magcache_max_skips: int = 4        # MagCache K
     magcache_retention: float = 0.1    # MagCache R: fraction of steps never skipped
-    easycache_warmup: int | None = None
+    front_blocks: int = 1              # DBCache Fn
+    back_blocks: int = 1               # DBCache Bn
+    delta_cached_blocks: int = 0       # Delta-DiT: blocks cached per phase (0 = half of them)
+    delta_boundary: float = 0.5        # Delta-DiT: progress where caching moves from rear to front blocks
     reduce: str = "max"                # how per-branch metrics combine into one decision
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     verbose: bool = False
@@ -78,6 +91,11 @@ class CacheConfig:
         _check(0.0 <= self.magcache_retention < 1.0,
                f"magcache_retention must be in [0, 1); got {self.magcache_retention}")
         _check(self.reduce in REDUCTIONS, f"reduce must be one of {REDUCTIONS}; got {self.reduce!r}")
+        _check(self.front_blocks >= 1, f"front_blocks must be 1 or more (its residual is the probe); got {self.front_blocks}")
+        _check(self.back_blocks >= 0, f"back_blocks must be 0 or more; got {self.back_blocks}")
+        _check(self.delta_cached_blocks >= 0,
+               f"delta_cached_blocks must be 0 (half the blocks) or more; got {self.delta_cached_blocks}")
+        _check(0.0 <= self.delta_boundary <= 1.0, f"delta_boundary must be in [0, 1]; got {self.delta_boundary}")
         if self.method == "step_mask":
             from .policies.interval import parse_step_mask
             parse_step_mask(self.step_mask, 28)  # raises with a message on a bad mask
@@ -99,6 +117,8 @@ class CacheConfig:
             parts.append(f"threshold={self.effective_threshold:g}")
         elif knob == "interval":
             parts.append(f"interval={self.interval}")
+        if self.method.startswith("dbcache"):
+            parts.append(f"F{self.front_blocks}B{self.back_blocks}")
         else:
             parts.append(f"step_mask={self.step_mask}")
         s = self.schedule

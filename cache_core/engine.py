@@ -46,9 +46,11 @@ class _Call:
     keys: tuple
     implicit: bool = False                             # begun by block 0, no model-call event
     verdict: Verdict | None = None
+    skip_span: tuple | None = None                     # the span of blocks skipped by this call
+    recording: bool = True                             # a full computation: record span residuals
+    front_in: torch.Tensor | None = None               # input of the front blocks (probe)
+    residual_acc: dict = field(default_factory=dict)   # (span, run) -> stream -> tensor
     recorded: dict = field(default_factory=dict)       # residuals recorded by this call
-    computing_span: bool = True
-    residual_acc: dict = field(default_factory=dict)   # run index -> stream -> tensor
 
 
 @dataclass
@@ -81,16 +83,23 @@ class CacheRun:
         self.on_record = on_record
         self.probe_fn = probe_fn
         self.consecutive_cached = 0
+        self.cached_steps = 0
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
         self.policy.begin_run(self.sigmas)
         if self.layout:
-            first = 1 if policy.probe == "first_block_residual" else 0
-            self.span = range(first, self.layout.total)
-            self.runs = self.layout.segment_runs(first, self.layout.total)
-            self.run_of = {g: r for r, (a, b) in enumerate(self.runs) for g in range(a, b + 1)}
-            self.run_end = {b: r for r, (a, b) in enumerate(self.runs)}
-            self.stream_keys: dict[int, tuple] = {}
+            total = self.layout.total
+            self.front = min(max(int(getattr(policy, "front_blocks", 0)), 0), total)
+            self.spans = [s for s in (tuple(x) for x in policy.spans(total)) if 0 <= s[0] < s[1] <= total]
+            self.span_runs = {span: self.layout.segment_runs(*span) for span in self.spans}
+            self.membership: dict[int, list] = {}        # block -> [(span, run index), ...]
+            self.run_end: dict[tuple, int] = {}          # (span, run index) -> last block
+            for span, runs in self.span_runs.items():
+                for r, (a, b) in enumerate(runs):
+                    self.run_end[(span, r)] = b
+                    for g in range(a, b + 1):
+                        self.membership.setdefault(g, []).append((span, r))
+            self.stream_keys: dict[tuple, tuple] = {}    # (span, run index) -> streams it caches
 
     # ---- evaluations -------------------------------------------------------------
     def begin_evaluation(self, sigma: float, branches: Sequence = ()) -> StepContext:
@@ -110,6 +119,7 @@ class CacheRun:
         decision = Decision.COMPUTE if ev.fell_back else verdict.decision
         if ev.ctx.stage == 0:
             self.consecutive_cached = 0 if decision == Decision.COMPUTE else self.consecutive_cached + 1
+            self.cached_steps += decision != Decision.COMPUTE
         record = DecisionRecord(ev.ctx.step, ev.ctx.stage, ev.ctx.sigma, list(ev.ctx.branches),
                                 decision.value, verdict.metric, verdict.threshold,
                                 ev.blocks_computed, ev.blocks_total,
@@ -143,6 +153,8 @@ class CacheRun:
             return "last steps"
         if s.max_consecutive_cached and self.consecutive_cached >= s.max_consecutive_cached:
             return "max consecutive cached"
+        if s.max_cached_steps and self.cached_steps >= s.max_cached_steps:
+            return "max cached steps"
         return None
 
     def _decide(self, keys: Sequence[Hashable], probe: torch.Tensor | None, cache_ready: bool) -> Verdict:
@@ -179,7 +191,7 @@ class CacheRun:
                 out = run_model()       # blocks decide through block()
             finally:
                 self.call = None
-            if ev.ctx.stage == 0 and call.verdict is not None and call.computing_span:
+            if ev.ctx.stage == 0 and call.verdict is not None and call.recording:
                 self.policy.observe_output(ev.ctx, keys, x, out)
                 if getattr(self.policy, "wants_residuals", False):
                     self.policy.observe_residuals(ev.ctx, keys, call.recorded)
@@ -222,81 +234,94 @@ class CacheRun:
         if ev is None or call is None:
             return run_block(args)
         before = ev.blocks_computed
-        out = self._block(g, args, run_block, probe_fn, ev, call)
+        out = self._block(g, args, run_block, probe_fn or self.probe_fn, ev, call)
         if ev.calls == 1 and len(ev.block_mask) == g:
             ev.block_mask.append("1" if ev.blocks_computed > before else "0")
         return out
 
     def _block(self, g, args, run_block, probe_fn, ev, call) -> dict:
         ev.blocks_total += 1
-        if g == 0 and self.policy.probe == "first_block_residual":
-            before = args["img"].clone()
+        if g < self.front:                       # front blocks always run; they give the probe
+            img = args.get("img")
+            if isinstance(img, torch.Tensor) and (call.front_in is None or call.front_in.shape != img.shape):
+                call.front_in = img.clone()      # (restart at a change of stream layout)
             out = run_block(args)
             ev.blocks_computed += 1
-            self._decide_call(call, out["img"] - before, args)
+            if g == self.front - 1:
+                probe = out["img"] - call.front_in if call.front_in is not None else out["img"]
+                call.front_in = None
+                self._decide_call(call, probe, out)
             return out
         if call.verdict is None:
             probe = None
             if self.policy.probe in ("modulated_input", "block_input"):
-                probe_fn = probe_fn or self.probe_fn
                 probe = probe_fn(args) if probe_fn is not None else args["img"]
             self._decide_call(call, probe, args)
-        if g not in self.run_of:
-            ev.blocks_computed += 1
-            return run_block(args)
-        if call.computing_span:
-            ev.blocks_computed += 1
+        if call.skip_span is not None and call.skip_span[0] <= g < call.skip_span[1]:
+            return self._skip(g, args, call)
+        ev.blocks_computed += 1
+        if call.recording and g in self.membership:
             return self._compute_and_record(g, args, run_block, call)
-        return self._skip(g, args, call)
+        return run_block(args)
 
-    def _decide_call(self, call: _Call, probe, args: dict) -> None:
-        ready = self._cache_ready(call.keys, args)
+    def _decide_call(self, call: _Call, probe, like: dict) -> None:
+        default_span = self.spans[0] if self.spans else None
+        ready = default_span is not None and self._span_ready(default_span, call.keys, like)
         verdict = self._decide(call.keys, probe, ready)
         call.verdict = verdict
-        call.computing_span = verdict.decision == Decision.COMPUTE
-        if not call.computing_span and not ready:
-            self.evaluation.fell_back = True
-            call.computing_span = True
+        if verdict.decision == Decision.COMPUTE:
+            return
+        index = verdict.span or 0
+        span = self.spans[index] if index < len(self.spans) else None
+        if span is not None and self._span_ready(span, call.keys, like):
+            call.skip_span, call.recording = span, False
+        else:
+            self.evaluation.fell_back = True     # nothing usable cached: compute this call
 
-    def _cache_ready(self, keys: tuple, args: dict) -> bool:
-        if not self.stream_keys or len(self.stream_keys) < len(self.runs):
-            return False
-        first_run_streams = self.stream_keys[0]
-        for k in first_run_streams:
-            like = args.get(k) if isinstance(args.get(k), torch.Tensor) else None
-            if not self.predictor.ready(f"R0:{k}", keys, like=like):
+    def _span_ready(self, span: tuple, keys: tuple, like: dict) -> bool:
+        runs = self.span_runs[span]
+        for r in range(len(runs)):
+            streams = self.stream_keys.get((span, r))
+            if streams is None:
                 return False
-        return all(self.predictor.ready(f"R{r}:{k}", keys)
-                   for r, ks in self.stream_keys.items() for k in ks)
+            for k in streams:
+                reference = like.get(k) if r == 0 and isinstance(like.get(k), torch.Tensor) else None
+                if not self.predictor.ready(_slot(span, r, k), keys, like=reference):
+                    return False
+        return True
 
     def _compute_and_record(self, g: int, args: dict, run_block, call: _Call) -> dict:
         inputs = {k: args[k].clone() for k in STREAM_KEYS if isinstance(args.get(k), torch.Tensor)}
         out = run_block(args)
-        r = self.run_of[g]
-        acc = call.residual_acc.setdefault(r, {})
+        deltas = {}
         for k, v in out.items():
             if v is None:
-                acc[k] = None
+                deltas[k] = None
             elif k in inputs and isinstance(v, torch.Tensor) and v.shape == inputs[k].shape:
-                delta = v.float() - inputs[k].float()
-                acc[k] = delta if acc.get(k) is None else acc[k] + delta
-        if g in self.run_end:
-            self.stream_keys[r] = tuple(acc)
-            for k, total in acc.items():
-                value = None if total is None else total.to(out[k].dtype)
-                self.predictor.record(f"R{r}:{k}", call.keys, value, self.evaluation.ctx)
-                call.recorded[f"R{r}:{k}"] = value
-            call.residual_acc.pop(r, None)
+                deltas[k] = v.float() - inputs[k].float()
+        for span, r in self.membership[g]:
+            acc = call.residual_acc.setdefault((span, r), {})
+            for k, delta in deltas.items():
+                acc[k] = delta if delta is None or acc.get(k) is None else acc[k] + delta
+            if self.run_end[(span, r)] == g:
+                self.stream_keys[(span, r)] = tuple(acc)
+                for k, total in acc.items():
+                    value = None if total is None else total.to(out[k].dtype)
+                    slot = _slot(span, r, k)
+                    self.predictor.record(slot, call.keys, value, self.evaluation.ctx)
+                    call.recorded[slot] = value
+                del call.residual_acc[(span, r)]
         return out
 
     def _skip(self, g: int, args: dict, call: _Call) -> dict:
-        r = self.run_of[g]
-        streams = self.stream_keys.get(r, ())
-        if g not in self.run_end:
+        span = call.skip_span
+        r = next(r for s, r in self.membership[g] if s == span)
+        streams = self.stream_keys.get((span, r), ())
+        if self.run_end[(span, r)] != g:
             return {k: args.get(k) for k in streams}
         out = {}
         for k in streams:
-            residual = self.predictor.predict(f"R{r}:{k}", call.keys, self.evaluation.ctx)
+            residual = self.predictor.predict(_slot(span, r, k), call.keys, self.evaluation.ctx)
             if residual is None or args.get(k) is None:
                 out[k] = None if residual is None else args.get(k)
                 continue
@@ -312,6 +337,10 @@ class CacheRun:
         self.predictor.clear()
         self.policy.release()
         return self.stats
+
+
+def _slot(span: tuple, run: int, stream: str) -> str:
+    return f"{span[0]}-{span[1]}/{run}:{stream}"
 
 
 def _fmt(v):

@@ -13,6 +13,8 @@ log = logging.getLogger("diffusion_cache")
 
 METHOD_CHOICES = ["auto"] + list(METHODS)
 NEEDS_PROFILE = {"teacache": "teacache", "magcache": "magcache"}
+# block-level methods on a model with no per-block hook fall back to these step-level ones
+STEP_LEVEL_FALLBACK = {"dbcache": "first_block", "dbcache_hybrid": "first_block", "delta_dit": "fixed_interval"}
 
 
 def choose_method(method: str, architecture, uses_blocks: bool) -> str:
@@ -49,8 +51,16 @@ def build_cached_model(model, node_id=None, **inputs):
                     architecture.name)
         return model
     if METHODS[method].get("needs_blocks") and not uses_blocks:
-        log.info("Diffusion Cache: %s has no per-block hook in ComfyUI; %s compares the model input "
-                 "instead of block 0's residual", architecture.name, METHODS[method]["label"])
+        fallback = STEP_LEVEL_FALLBACK.get(method, method)
+        log.info("Diffusion Cache: %s has no per-block hook in ComfyUI; %s falls back to %s on whole "
+                 "model calls (comparing the model input)", architecture.name, METHODS[method]["label"],
+                 METHODS[fallback]["label"])
+        config = config.with_overrides(method=fallback)
+        method = fallback
+    if uses_blocks and method in ("dbcache", "dbcache_hybrid"):
+        if config.front_blocks + config.back_blocks >= layout.total:
+            raise ValueError(f"front_blocks + back_blocks ({config.front_blocks} + {config.back_blocks}) must leave "
+                             f"blocks to cache; this {architecture.name} model has {layout.total} blocks")
     profile = resolve(profile_choice, architecture, NEEDS_PROFILE.get(method)) if method in NEEDS_PROFILE else None
     if method == "magcache" and profile is None:
         raise ValueError(f"MagCache has no magnitude profile for {architecture.name}; run the Diffusion Cache "
@@ -99,6 +109,16 @@ def cache_node_class():
                                  tooltip="The last N steps of each sampler run are always computed."),
                     io.Int.Input("max_consecutive_cached", default=0, min=0, max=1000,
                                  tooltip="Never cache more than N steps in a row (0 = no limit)."),
+                    io.Int.Input("max_cached_steps", default=0, min=0, max=1000, optional=True,
+                                 tooltip="Never cache more than N steps in a run (0 = no limit)."),
+                    io.Int.Input("front_blocks", default=1, min=1, max=200, optional=True,
+                                 tooltip="dbcache: Fn, blocks always computed first; their residual decides."),
+                    io.Int.Input("back_blocks", default=1, min=0, max=200, optional=True,
+                                 tooltip="dbcache: Bn, blocks always computed last (they correct the cached middle)."),
+                    io.Int.Input("delta_cached_blocks", default=0, min=0, max=200, optional=True,
+                                 tooltip="delta_dit: blocks cached per phase (0 = half of the model's blocks)."),
+                    io.Float.Input("delta_boundary", default=0.5, min=0.0, max=1.0, step=0.05, optional=True,
+                                   tooltip="delta_dit: progress where caching moves from the rear blocks to the front blocks."),
                     io.Int.Input("magcache_max_skips", default=4, min=0, max=100, optional=True,
                                  tooltip="magcache: K, the most steps skipped before the error resets."),
                     io.Float.Input("magcache_retention", default=0.1, min=0.0, max=0.99, step=0.01, optional=True,
@@ -112,13 +132,16 @@ def cache_node_class():
 
         @classmethod
         def execute(cls, model, method, threshold, interval, step_mask, profile, start_percent, end_percent,
-                    warmup_steps, last_steps_computed, max_consecutive_cached, magcache_max_skips=4,
-                    magcache_retention=0.1, verbose=False) -> io.NodeOutput:
+                    warmup_steps, last_steps_computed, max_consecutive_cached, max_cached_steps=0,
+                    front_blocks=1, back_blocks=1, delta_cached_blocks=0, delta_boundary=0.5,
+                    magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
             cached = build_cached_model(
                 model, node_id=cls.hidden.unique_id if cls.hidden else None, method=method, threshold=threshold,
                 interval=interval, step_mask=step_mask, profile=profile, start_percent=start_percent,
                 end_percent=end_percent, warmup_steps=warmup_steps, last_steps_computed=last_steps_computed,
-                max_consecutive_cached=max_consecutive_cached, magcache_max_skips=magcache_max_skips,
+                max_consecutive_cached=max_consecutive_cached, max_cached_steps=max_cached_steps,
+                front_blocks=front_blocks, back_blocks=back_blocks, delta_cached_blocks=delta_cached_blocks,
+                delta_boundary=delta_boundary, magcache_max_skips=magcache_max_skips,
                 magcache_retention=magcache_retention, verbose=verbose)
             return io.NodeOutput(cached)
 

@@ -15,6 +15,7 @@ class Verdict:
     metric: float | None = None
     threshold: float | None = None
     reason: str = ""
+    span: int | None = None        # index into the policy's spans() to skip; None = the first
 
 
 def reduce_values(values: Sequence[float], how: str) -> float:
@@ -29,7 +30,7 @@ class Policy:
     ``probe`` names what the engine must measure before asking:
       None                    nothing (the rule depends on the schedule only)
       "modulated_input"       the first block's modulated input (TeaCache)
-      "first_block_residual"  block 0's output minus its input (First-Block Cache)
+      "front_residual"        the front blocks' output minus their input (First-Block Cache, DBCache)
       "model_input"           the model's input latent (EasyCache)
     ``granularity`` is "stack" (skip the block span, add its cached residual to the
     fresh input) or "output" (skip the whole model call).
@@ -37,6 +38,12 @@ class Policy:
     name = "policy"
     probe: str | None = None
     granularity = "stack"
+    front_blocks = 0                # blocks always computed before the decision (their residual is the probe)
+    back_blocks = 0                 # blocks always computed at the end
+
+    def spans(self, total_blocks: int) -> list[tuple[int, int]]:
+        """The block spans [a, b) this policy may skip; residuals are recorded for each."""
+        return [(self.front_blocks, total_blocks - self.back_blocks)]
 
     def begin_run(self, sigmas: Sequence[float]) -> None:
         """Called once per sampling run with the run's sigma schedule."""

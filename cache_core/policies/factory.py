@@ -4,8 +4,9 @@ from __future__ import annotations
 from ..config import CacheConfig
 from ..profiles import Profile
 from .base import Policy
+from .delta_dit import DeltaDiTPolicy
 from .easycache import EasyCachePolicy
-from .first_block import FirstBlockPolicy
+from .first_block import FirstBlockPolicy, FrontResidualPolicy
 from .interval import FixedIntervalPolicy, StepMaskPolicy
 from .magcache import MagCachePolicy
 from .teacache import TeaCachePolicy
@@ -16,6 +17,11 @@ def make_policy(config: CacheConfig, profile: Profile | None = None) -> Policy:
     t = config.effective_threshold
     if m == "first_block":
         return FirstBlockPolicy(t, config.reduce)
+    if m in ("dbcache", "dbcache_hybrid"):
+        return FrontResidualPolicy(t, config.front_blocks, config.back_blocks, config.reduce,
+                                   hybrid=m == "dbcache_hybrid", name=m)
+    if m == "delta_dit":
+        return DeltaDiTPolicy(config.interval, config.delta_cached_blocks, config.delta_boundary)
     if m == "teacache":
         coeffs = profile.teacache_coefficients if profile and profile.teacache_coefficients else None
         if coeffs is None:

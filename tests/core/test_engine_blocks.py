@@ -60,8 +60,8 @@ def test_two_kind_layout_caches_each_run_of_blocks_separately():
     run = make_run(model, SIGMAS, interval=2, warmup_steps=1, last_steps_computed=1)
     x, txt = torch.zeros(1, 3, 4), torch.zeros(1, 2, 4)
     outs = sample(model, run, SIGMAS, x, txt=txt)
-    assert run.runs == [(0, 1), (2, 3)]
-    assert run.stream_keys == {0: ("img", "txt"), 1: ("img",)}
+    assert run.span_runs == {(0, 4): [(0, 1), (2, 3)]}
+    assert run.stream_keys == {((0, 4), 0): ("img", "txt"), ((0, 4), 1): ("img",)}
     assert torch.allclose(outs[1], x + SIGMAS[0] * 15.0)
 
 
@@ -197,3 +197,53 @@ def test_window_by_sigma():
     assert reasons[0] == "before start_percent" and reasons[1] == "before start_percent"
     assert reasons[7] == "after end_percent"
     assert decisions(run)[3] == "reused"
+
+
+def test_dbcache_computes_front_and_back_blocks_and_caches_the_middle():
+    model = ToyModel([1.0, 2.0, 4.0, 8.0, 16.0])
+    run = make_run(model, SIGMAS, method="dbcache", threshold=10.0, front_blocks=1, back_blocks=2,
+                   warmup_steps=1, last_steps_computed=1)
+    x = torch.zeros(1, 2, 4)
+    outs = sample(model, run, SIGMAS, x)
+    assert decisions(run) == ["computed", "reused", "reused", "reused", "computed"]
+    assert [r.block_mask for r in run.stats.records] == ["11111", "10011", "10011", "10011", "11111"]
+    # step 2: front (1) and back (8 + 16) blocks fresh at 0.6, middle (2 + 4) cached from step 0 at 1.0
+    assert torch.allclose(outs[2], torch.full_like(x, 25 * SIGMAS[2] + 6 * SIGMAS[0]))
+
+
+def test_dbcache_front_residual_is_the_probe():
+    model = ToyModel([1.0, 1.0, 1.0, 1.0])
+    run = make_run(model, SIGMAS, method="dbcache", threshold=0.1, front_blocks=2, back_blocks=1,
+                   warmup_steps=1, last_steps_computed=0)
+    x = torch.zeros(1, 2, 4)
+    sample(model, run, SIGMAS, x)
+    # the front residual is 2 * sigma: its relative change vs the last full step is |s - s0| / s0
+    rec = run.stats.records
+    assert rec[1].metric == pytest.approx(abs(SIGMAS[1] - SIGMAS[0]) / SIGMAS[0])
+    assert [r.decision for r in rec] == ["computed", "computed", "computed", "computed", "computed"]
+
+
+def test_hybrid_skips_the_whole_rest_below_half_threshold():
+    model = ToyModel([1.0, 2.0, 4.0, 8.0])
+    sigmas = [1.0, 0.99, 0.9, 0.0]
+    run = make_run(model, sigmas, method="dbcache_hybrid", threshold=0.2, front_blocks=1, back_blocks=1,
+                   warmup_steps=1, last_steps_computed=0)
+    x = torch.zeros(1, 2, 4)
+    outs = sample(model, run, sigmas, x)
+    masks = [r.block_mask for r in run.stats.records]
+    assert masks == ["1111", "1000", "1001"]     # change 0.01 < 0.1: whole rest; 0.1 <= change < 0.2: middle
+    assert torch.allclose(outs[1], torch.full_like(x, 1 * 0.99 + 14 * 1.0))
+    assert torch.allclose(outs[2], torch.full_like(x, 9 * 0.9 + 6 * 1.0))
+
+
+def test_delta_dit_caches_rear_blocks_early_and_front_blocks_late():
+    model = ToyModel([1.0, 2.0, 4.0, 8.0])
+    sigmas = [1.0 - i / 8 for i in range(9)]
+    run = make_run(model, sigmas, method="delta_dit", interval=2, delta_cached_blocks=2, delta_boundary=0.5,
+                   warmup_steps=1, last_steps_computed=1)
+    x = torch.zeros(1, 2, 4)
+    outs = sample(model, run, sigmas, x)
+    masks = [r.block_mask for r in run.stats.records]
+    assert masks == ["1111", "1100", "1111", "1100", "1111", "0011", "1111", "1111"]
+    # step 5 (late): front blocks (1 + 2) cached from step 4, rear (4 + 8) fresh
+    assert torch.allclose(outs[5], torch.full_like(x, 3 * sigmas[4] + 12 * sigmas[5]))
