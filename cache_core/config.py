@@ -73,7 +73,7 @@ class CacheConfig:
     magcache_max_skips: int = 4        # MagCache K
     magcache_retention: float = 0.1    # MagCache R: fraction of steps never skipped
     front_blocks: int = 1              # DBCache Fn
-    back_blocks: int = 1               # DBCache Bn
+    back_blocks: int = 0               # DBCache Bn
     delta_cached_blocks: int = 0       # Delta-DiT: blocks cached per phase (0 = half of them)
     delta_boundary: float = 0.5        # Delta-DiT: progress where caching moves from rear to front blocks
     reduce: str = "max"                # how per-branch metrics combine into one decision

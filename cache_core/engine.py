@@ -257,6 +257,11 @@ class CacheRun:
             if self.policy.probe in ("modulated_input", "block_input"):
                 probe = probe_fn(args) if probe_fn is not None else args["img"]
             self._decide_call(call, probe, args)
+        if call.skip_span is not None and g == call.skip_span[0] and \
+                not self._span_ready(call.skip_span, call.keys, args, check_shapes=True):
+            # the cached residual does not fit this call's streams: nothing skipped yet, so compute exactly
+            call.skip_span = None
+            self.evaluation.fell_back = True
         if call.skip_span is not None and call.skip_span[0] <= g < call.skip_span[1]:
             return self._skip(g, args, call)
         ev.blocks_computed += 1
@@ -278,14 +283,18 @@ class CacheRun:
         else:
             self.evaluation.fell_back = True     # nothing usable cached: compute this call
 
-    def _span_ready(self, span: tuple, keys: tuple, like: dict) -> bool:
+    def _span_ready(self, span: tuple, keys: tuple, like: dict, check_shapes: bool | None = None) -> bool:
+        """Residuals of every run of ``span`` are cached for ``keys``; with ``check_shapes`` the
+        first run's must also fit the streams in ``like`` (the inputs where the span starts)."""
+        if check_shapes is None:
+            check_shapes = span[0] == self.front     # ``like`` holds the span's own inputs
         runs = self.span_runs[span]
         for r in range(len(runs)):
             streams = self.stream_keys.get((span, r))
             if streams is None:
                 return False
             for k in streams:
-                reference = like.get(k) if r == 0 and isinstance(like.get(k), torch.Tensor) else None
+                reference = like.get(k) if check_shapes and r == 0 and isinstance(like.get(k), torch.Tensor) else None
                 if not self.predictor.ready(_slot(span, r, k), keys, like=reference):
                     return False
         return True

@@ -113,7 +113,7 @@ def cache_node_class():
                                  tooltip="Never cache more than N steps in a run (0 = no limit)."),
                     io.Int.Input("front_blocks", default=1, min=1, max=200, optional=True,
                                  tooltip="dbcache: Fn, blocks always computed first; their residual decides."),
-                    io.Int.Input("back_blocks", default=1, min=0, max=200, optional=True,
+                    io.Int.Input("back_blocks", default=0, min=0, max=200, optional=True,
                                  tooltip="dbcache: Bn, blocks always computed last (they correct the cached middle)."),
                     io.Int.Input("delta_cached_blocks", default=0, min=0, max=200, optional=True,
                                  tooltip="delta_dit: blocks cached per phase (0 = half of the model's blocks)."),
@@ -133,7 +133,7 @@ def cache_node_class():
         @classmethod
         def execute(cls, model, method, threshold, interval, step_mask, profile, start_percent, end_percent,
                     warmup_steps, last_steps_computed, max_consecutive_cached, max_cached_steps=0,
-                    front_blocks=1, back_blocks=1, delta_cached_blocks=0, delta_boundary=0.5,
+                    front_blocks=1, back_blocks=0, delta_cached_blocks=0, delta_boundary=0.5,
                     magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
             cached = build_cached_model(
                 model, node_id=cls.hidden.unique_id if cls.hidden else None, method=method, threshold=threshold,
