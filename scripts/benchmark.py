@@ -1,0 +1,717 @@
+#!/usr/bin/env python
+"""Speed / quality benchmark of every cache method on the shipped tiny models.
+
+For each tiny model x method x setting of the method's main knob (plus ComfyUI's
+built-in EasyCache and LazyCache nodes as baselines), the same seed is sampled
+uncached and cached in one process with ComfyUI's KSampler node, and one row is
+reported:
+
+* model calls computed / total: evaluations whose whole model ran (ours: from the
+  cache's run statistics; baselines: diffusion-model calls counted by a wrapper
+  registered inside theirs, against the same count on the uncached model);
+* block fraction: transformer block evaluations computed / total (ours:
+  ``compute_fraction``; the baselines skip whole calls, so it equals their call
+  fraction);
+* wall speedup: median uncached time / median cached time over interleaved
+  repeats (uncached, cached, uncached, cached, ...) after an untimed warm-up run;
+* PSNR / SSIM of the decoded images against the uncached images of the same seed;
+* cache MB: the peak size of the tensors the cache holds (ours: ``peak_cache_mb``
+  of the run; baselines: the tensors in their holder, peak over the run);
+* delta peak MB: the process-level cost, peak memory during a cached run minus
+  peak during an uncached run, both relative to the run's start (CPU: resident set
+  size from /proc, sampled every 2 ms; CUDA: ``torch.cuda.max_memory_allocated``).
+  On CPU it is noisy at the 1 MB level.
+
+    python scripts/benchmark.py --quick
+    python scripts/benchmark.py --json out/benchmark.json --plot docs/pareto.png --markdown docs/benchmark.md
+
+New methods: add an entry to ``SWEEPS`` (method -> the knob values to try); a
+method listed in ``cache_core.config.METHODS`` without an entry is run at its
+default setting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_host  # noqa: E402
+
+REPO_ROOT = comfy_host.REPO_ROOT
+CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model being benchmarked
+
+# method -> knob values to sweep ("full" run and --quick), plus fixed node inputs.
+# The knob is METHODS[method]["knob"]: "threshold", "interval" or "step_mask".
+SWEEPS: dict[str, dict] = {
+    "first_block": {"full": [0.03, 0.05, 0.08, 0.12, 0.2], "quick": [0.05, 0.12]},
+    "dbcache": {"full": [0.04, 0.08, 0.16, 0.3], "quick": [0.08, 0.3]},
+    "dbcache_hybrid": {"full": [0.06, 0.12, 0.24, 0.4], "quick": [0.12, 0.4]},
+    "delta_dit": {"full": [2, 3, 4], "quick": [2, 4]},
+    "teacache": {"full": [0.1, 0.2, 0.4, 0.8], "quick": [0.2, 0.8],
+                 "inputs": {"profile": CALIBRATED}},
+    "magcache": {"full": [0.03, 0.06, 0.12, 0.24], "quick": [0.06, 0.24],
+                 "inputs": {"profile": CALIBRATED}},
+    "easycache": {"full": [0.025, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
+    "fixed_interval": {"full": [2, 3, 4], "quick": [2, 4]},
+    "step_mask": {"full": ["slow", "medium", "fast", "ultra"], "quick": ["medium", "ultra"]},
+}
+
+# ComfyUI's own cache nodes, run through their node classes with their default window.
+BASELINES: dict[str, dict] = {
+    "comfyui_easycache": {"node": "EasyCache", "knob": "reuse_threshold",
+                          "full": [0.05, 0.1, 0.2, 0.4], "quick": [0.1, 0.4],
+                          "inputs": {"start_percent": 0.15, "end_percent": 0.95, "verbose": False}},
+    "comfyui_lazycache": {"node": "LazyCache", "knob": "reuse_threshold",
+                          "full": [0.05, 0.1, 0.2, 0.4], "quick": [0.1, 0.4],
+                          "inputs": {"start_percent": 0.15, "end_percent": 0.95, "verbose": False}},
+}
+
+COUNT_KEY = "benchmark_count"
+
+
+@dataclass
+class Options:
+    models: list[str] | None = None       # None = every shipped tiny model
+    methods: list[str] | None = None      # None = every method in METHODS + the baselines
+    quick: bool = False
+    repeats: int | None = None            # default 5 (quick: 3)
+    batch: int | None = None              # default 10 (quick: 4)
+    steps: int | None = None              # default: the model's recommended steps
+    seed: int = 0
+    threads: int = 1
+    baselines: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Row:
+    model: str
+    method: str
+    setting: str
+    inputs: dict
+    compute_fraction: float
+    calls_computed: int
+    calls_total: int
+    wall_speedup: float
+    uncached_s: float
+    cached_s: float
+    psnr_db: float | None          # None: identical to the uncached images
+    ssim: float
+    extra_mem_mb: float            # the cache's own tensors, peak
+    delta_peak_mb: float | None    # process-level peak (RSS or CUDA), cached minus uncached
+    kind: str = "ours"             # "ours" or "baseline"
+    times_uncached: list = field(default_factory=list)
+    times_cached: list = field(default_factory=list)
+    steps_decisions: str = ""      # one letter per evaluation: C computed, R reused, F forecast
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def log(opts: Options, *parts) -> None:
+    if opts.progress:
+        print(*parts, file=sys.stderr, flush=True)
+
+
+def settle_server_module() -> bool:
+    """Import ComfyUI's ``server`` module once, as a running ComfyUI has it.
+
+    Outside ComfyUI's main.py it may not import (it needs ``requests``, and ``nodes``
+    puts ``comfy/`` first on sys.path, which hides ComfyUI's ``utils`` package). A
+    failed import is not remembered by Python, so every later ``from server import``
+    (the pack looks for a running server to send UI events) would retry the whole
+    import, milliseconds each time. Mark it unavailable instead; returns whether it
+    imported.
+    """
+    if "server" in sys.modules:
+        return sys.modules["server"] is not None
+    try:
+        import server  # noqa: F401
+        return True
+    except Exception:
+        sys.modules["server"] = None
+        return False
+
+
+def methods_catalogue():
+    """(our methods in METHODS order, baseline names)."""
+    pack = comfy_host.load_pack()
+    ours = list(pack.cache_core.config.METHODS)
+    return ours, list(BASELINES)
+
+
+def sweep_for(method: str, quick: bool) -> tuple[str, list, dict]:
+    """(knob, values, fixed inputs) of one of our methods."""
+    pack = comfy_host.load_pack()
+    spec = pack.cache_core.config.METHODS[method]
+    knob = spec["knob"]
+    entry = SWEEPS.get(method)
+    if entry is None:
+        return knob, [spec["default"]], {}
+    values = entry["quick" if quick and "quick" in entry else "full"]
+    return knob, list(values), dict(entry.get("inputs", {}))
+
+
+def fmt_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+class MemoryProbe:
+    """Peak memory above the level at start, while a block runs."""
+
+    def __init__(self, device):
+        self.cuda = getattr(device, "type", "cpu") == "cuda"
+        self.statm = Path("/proc/self/statm")
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self.available = self.cuda or self.statm.is_file()
+        self.peak_mb = None
+
+    def _rss(self) -> int:
+        return int(self.statm.read_text().split()[1]) * self.page
+
+    def __enter__(self):
+        if not self.available:
+            return self
+        if self.cuda:
+            import torch
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._start = torch.cuda.memory_allocated()
+            return self
+        self._start = self._rss()
+        self._peak = self._start
+        self._stop = threading.Event()
+
+        def watch():
+            while not self._stop.wait(0.002):
+                self._peak = max(self._peak, self._rss())
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.available:
+            return False
+        if self.cuda:
+            import torch
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._start) / 2 ** 20
+            return False
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._rss())
+        self.peak_mb = (self._peak - self._start) / 2 ** 20
+        return False
+
+
+def tensor_bytes(obj, depth: int = 0) -> int:
+    """Bytes of the tensors an object holds (attributes, dicts, lists), one level of nesting deep."""
+    import torch
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if depth > 2:
+        return 0
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v, depth + 1) for v in obj)
+    if hasattr(obj, "__dict__") and depth == 0:
+        return sum(tensor_bytes(v, depth + 1) for v in vars(obj).values())
+    return 0
+
+
+class CallCounter:
+    """Counts diffusion-model calls that really run, and the peak size of a baseline's holder.
+
+    Registered on a clone *after* any cache wrapper, so it sits inside it: calls a
+    cache answers from memory never reach it.
+    """
+
+    def __init__(self):
+        self.calls = 0
+        self.peak_holder_bytes = 0
+
+    def reset(self):
+        self.calls = 0
+        self.peak_holder_bytes = 0
+
+    def _note(self, options):
+        holder = (options or {}).get("easycache")
+        if holder is not None:
+            self.peak_holder_bytes = max(self.peak_holder_bytes, tensor_bytes(holder))
+
+    def diffusion_model(self, executor, *args, **kwargs):
+        self.calls += 1
+        options = kwargs.get("transformer_options")
+        if not isinstance(options, dict):
+            options = next((a for a in reversed(args) if isinstance(a, dict)), {})
+        self._note(options)
+        return executor(*args, **kwargs)
+
+    def outer_sample(self, executor, *args, **kwargs):
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            self._note(executor.class_obj.model_options.get("transformer_options"))
+
+    def attach(self, model):
+        from comfy.patcher_extension import WrappersMP
+        counter = self
+
+        # plain functions: ModelPatcher.clone deep-copies model_options, and a deep copy
+        # of a bound method would copy the counter with it
+        def count_call(executor, *args, **kwargs):
+            return counter.diffusion_model(executor, *args, **kwargs)
+
+        def watch_run(executor, *args, **kwargs):
+            return counter.outer_sample(executor, *args, **kwargs)
+
+        model = model.clone()
+        model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, COUNT_KEY, count_call)
+        model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, COUNT_KEY, watch_run)
+        return model
+
+
+def environment(opts: Options, device) -> dict:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    comfy_path = comfy_host.find_comfyui()
+    comfy_version = "?"
+    try:
+        comfy_version = (comfy_path / "comfyui_version.py").read_text().split('"')[1]
+    except Exception:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        commit = "?"
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "device": str(device),
+        "comfyui": comfy_version,
+        "pack_commit": commit,
+        "comfyui_server_module": "server" in sys.modules and sys.modules["server"] is not None,
+    }
+    if getattr(device, "type", "cpu") == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+class ModelBench:
+    """Everything needed to sample one tiny model the same way again and again."""
+
+    def __init__(self, name: str, opts: Options):
+        import comfy.model_management
+        import nodes
+        pack = comfy_host.load_pack()
+        self.pack = pack
+        self.tiny = pack.nodes.tiny_models
+        self.metrics = pack.cache_core.metrics
+        self.name = name
+        self.info = self.tiny.tiny_model_info(name)
+        rec = self.info["recommended"]
+        self.steps = int(opts.steps or rec["steps"])
+        self.cfg = float(rec["cfg"])
+        self.sampler = rec.get("sampler_name", "euler")
+        self.scheduler = rec.get("scheduler", "simple")
+        self.seed = opts.seed
+        batch = opts.batch
+        digits = [i % 10 for i in range(batch)]
+        self.positive, self.negative = self.tiny.class_conditioning(name, digits)
+        self.latent = self.tiny.empty_latent(name, batch)
+        self.base = self.tiny.load_tiny_model(name)
+        self.ksampler = nodes.KSampler()
+        self.counter = CallCounter()
+        self.uncached = self.counter.attach(self.base)
+        self.device = comfy.model_management.get_torch_device()
+        self.uncached_calls = 0
+        self.uncached_peak_mb = None
+
+    def sample(self, model):
+        """(latent samples, seconds) of one KSampler run."""
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        (out,) = self.ksampler.sample(model, self.seed, self.steps, self.cfg, self.sampler, self.scheduler,
+                                      self.positive, self.negative, self.latent)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out["samples"], time.perf_counter() - t0
+
+    def decode(self, samples):
+        return self.tiny.decode_latent(self.name, samples)
+
+
+def _calibrate(bench: ModelBench, opts: Options) -> str:
+    """Calibrate TeaCache / MagCache on this model once; returns the profile choice."""
+    name = f"benchmark_{bench.name}_{bench.steps}steps"
+    calibrating = bench.pack.nodes.calibrate_node.build_calibrating_model(bench.base, name)
+    bench.sample(calibrating)
+    log(opts, f"  calibrated profile user:{name}")
+    return f"user:{name}"
+
+
+def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn):
+    """Warm-up (with memory) + interleaved timing of one cached model against the uncached one."""
+    counter = bench.counter
+    counter.reset()
+    with MemoryProbe(bench.device) as mem_cached:
+        samples, _ = bench.sample(cached)
+    cached_calls = counter.calls
+    holder_bytes = counter.peak_holder_bytes
+    stats = stats_fn()
+    image = bench.decode(samples)
+    times_u, times_c = [], []
+    for _ in range(repeats):
+        times_u.append(bench.sample(bench.uncached)[1])
+        times_c.append(bench.sample(cached)[1])
+    psnr = bench.metrics.psnr(image, reference_img)
+    delta = None
+    if mem_cached.peak_mb is not None and bench.uncached_peak_mb is not None:
+        delta = mem_cached.peak_mb - bench.uncached_peak_mb
+    return {
+        "stats": stats,
+        "cached_calls": cached_calls,
+        "uncached_calls": bench.uncached_calls,
+        "holder_bytes": holder_bytes,
+        "psnr": None if math.isinf(psnr) else psnr,
+        "ssim": bench.metrics.ssim(image, reference_img),
+        "times_u": times_u,
+        "times_c": times_c,
+        "delta_mb": delta,
+    }
+
+
+def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_computed, calls_total,
+         extra_mb, decisions="") -> Row:
+    tu, tc = statistics.median(m["times_u"]), statistics.median(m["times_c"])
+    return Row(model=bench.name, method=method, setting=setting, inputs=inputs,
+               compute_fraction=round(compute_fraction, 4), calls_computed=calls_computed,
+               calls_total=calls_total, wall_speedup=round(tu / tc, 3), uncached_s=round(tu, 4),
+               cached_s=round(tc, 4), psnr_db=None if m["psnr"] is None else round(m["psnr"], 2),
+               ssim=round(m["ssim"], 4), extra_mem_mb=round(extra_mb, 3),
+               delta_peak_mb=None if m["delta_mb"] is None else round(m["delta_mb"], 2), kind=kind,
+               times_uncached=[round(t, 4) for t in m["times_u"]],
+               times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions)
+
+
+def run_benchmark(opts: Options) -> dict:
+    """Run the benchmark; returns ``{"environment", "config", "rows"}`` (rows as dicts)."""
+    opts.repeats = max(3, opts.repeats or (3 if opts.quick else 5))
+    opts.batch = opts.batch or (4 if opts.quick else 10)
+    pack = comfy_host.load_pack()
+    import comfy.model_management
+    import comfy.utils
+    import folder_paths
+    import nodes
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(opts.threads)
+    settle_server_module()
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    logging.getLogger().setLevel(logging.WARNING)
+    device = comfy.model_management.get_torch_device()
+
+    ours_all, baselines_all = methods_catalogue()
+    wanted = opts.methods or (ours_all + (baselines_all if opts.baselines else []))
+    unknown = [m for m in wanted if m not in ours_all and m not in baselines_all]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; choose from {ours_all + baselines_all}")
+    ours = [m for m in wanted if m in ours_all]
+    # the baselines run unless left out; naming some in --methods runs only those
+    baselines = [m for m in wanted if m in baselines_all]
+    if opts.baselines and not baselines:
+        baselines = list(baselines_all)
+    if not opts.baselines:
+        baselines = []
+
+    available = pack.nodes.tiny_models.list_tiny_models()
+    models = opts.models or available
+    missing = [m for m in models if m not in available]
+    if missing or not models:
+        raise SystemExit(f"tiny model(s) {missing or models} not found in {pack.nodes.tiny_models.TINY_MODELS_DIR}"
+                         f" (available: {available or 'none'})")
+
+    env = environment(opts, device)
+    config = {"command": " ".join(["python scripts/benchmark.py"] + argv_used(opts)), "quick": opts.quick,
+              "repeats": opts.repeats, "batch": opts.batch, "seed": opts.seed,
+              "steps": opts.steps, "models": models, "methods": ours, "baselines": baselines}
+    rows: list[Row] = []
+    started = time.perf_counter()
+
+    # calibrated profiles go to a scratch user directory, never into the user's ComfyUI
+    user_dir_before = folder_paths.get_user_directory()
+    scratch = tempfile.TemporaryDirectory(prefix="diffusion_cache_bench_")
+    folder_paths.set_user_directory(scratch.name)
+    try:
+        for model_name in models:
+            bench = ModelBench(model_name, opts)
+            log(opts, f"[{model_name}] {bench.steps} steps, cfg {bench.cfg:g}, {bench.sampler}/{bench.scheduler}, "
+                      f"batch {opts.batch}, seed {opts.seed}")
+            bench.sample(bench.uncached)                      # warm-up
+            bench.counter.reset()
+            with MemoryProbe(device) as mem:
+                ref_samples, _ = bench.sample(bench.uncached)
+            bench.uncached_calls = bench.counter.calls
+            bench.uncached_peak_mb = mem.peak_mb
+            reference = bench.decode(ref_samples)
+            again, _ = bench.sample(bench.uncached)
+            if not torch.equal(again, ref_samples):
+                log(opts, "  warning: two uncached runs differ; sampling is not deterministic here")
+            profile = None
+            if any(m in ("teacache", "magcache") for m in ours):
+                profile = _calibrate(bench, opts)
+
+            for method in ours:
+                knob, values, fixed = sweep_for(method, opts.quick)
+                for value in values:
+                    inputs = {"method": method, knob: value}
+                    inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
+                    setting = f"{knob}={fmt_value(value)}"
+                    cached = bench.counter.attach(
+                        pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
+                    holder = cached.model_options["transformer_options"]["diffusion_cache"]
+                    m = _measure(bench, cached, reference, opts.repeats, lambda: holder.last_stats)
+                    stats = m["stats"]
+                    records = stats["records"]
+                    calls_computed = sum(1 for r in records if r["decision"] == "computed")
+                    letters = "".join(r["decision"][0].upper() for r in records)
+                    row = _row(bench, method, setting, inputs, m, "ours",
+                               stats["summary"]["compute_fraction"], calls_computed, len(records),
+                               stats["summary"]["peak_cache_mb"], letters)
+                    rows.append(row)
+                    log(opts, "  " + short_line(row))
+
+            for name in baselines:
+                spec = BASELINES[name]
+                node_cls = nodes.NODE_CLASS_MAPPINGS[spec["node"]]
+                values = spec["quick" if opts.quick else "full"]
+                for value in values:
+                    inputs = {spec["knob"]: value, **spec.get("inputs", {})}
+                    out = node_cls.execute(bench.base, **inputs)
+                    cached = bench.counter.attach(out.result[0] if hasattr(out, "result") else out[0])
+                    m = _measure(bench, cached, reference, opts.repeats, lambda: None)
+                    total = m["uncached_calls"]
+                    fraction = m["cached_calls"] / total if total else 1.0
+                    row = _row(bench, name, f"{spec['knob']}={fmt_value(value)}", {"node": spec["node"], **inputs},
+                               m, "baseline", fraction, m["cached_calls"], total, m["holder_bytes"] / 2 ** 20)
+                    rows.append(row)
+                    log(opts, "  " + short_line(row))
+    finally:
+        folder_paths.set_user_directory(user_dir_before)
+        scratch.cleanup()
+
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    return {"environment": env, "config": config, "rows": [asdict(r) for r in rows]}
+
+
+# ----------------------------------------------------------------------------- output
+
+def short_line(row: Row) -> str:
+    psnr = "identical" if row.psnr_db is None else f"{row.psnr_db:.2f} dB"
+    return (f"{row.method:18s} {row.setting:18s} calls {row.calls_computed:3d}/{row.calls_total:<3d} "
+            f"blocks {row.compute_fraction:.3f}  speedup {row.wall_speedup:.2f}x  PSNR {psnr}  SSIM {row.ssim:.4f}")
+
+
+COLUMNS_NOTE = (
+    "Columns: *calls* = model evaluations computed in full / all evaluations of the run; "
+    "*blocks* = transformer block evaluations computed / total (baselines skip whole calls, so it equals "
+    "their call fraction); *speedup* = median uncached / median cached wall time over interleaved repeats "
+    "after a warm-up run; *PSNR*, *SSIM* = decoded images vs the uncached images of the same seed "
+    "(inf = identical); *cache MB* = peak size of the tensors the cache holds; *delta peak MB* = peak "
+    "memory above the run's start during a cached run minus the same for an uncached run (CPU: resident "
+    "set size sampled every 2 ms, noisy at the 1 MB level; CUDA: allocated memory).")
+
+
+def header_lines(result: dict) -> list[str]:
+    env, cfg = result["environment"], result["config"]
+    lines = [
+        "# Diffusion Cache benchmark",
+        "",
+        f"- environment: Python {env['python']}, torch {env['torch']} with {env['torch_threads']} thread(s), "
+        f"device {env['device']}{' (' + env['gpu'] + ')' if env.get('gpu') else ''}, CPU {env['cpu']} "
+        f"({env['cpu_count']} logical cores), ComfyUI {env['comfyui']}, pack commit {env['pack_commit']}",
+        f"- sampling: ComfyUI KSampler node, each model's recommended sampler/scheduler/steps/cfg"
+        f"{' (steps overridden: ' + str(cfg['steps']) + ')' if cfg['steps'] else ''}, batch {cfg['batch']} "
+        f"(digits 0-9 cycled), seed {cfg['seed']}, {cfg['repeats']} timed repeats per setting"
+        f"{', quick sweep' if cfg['quick'] else ''}",
+        "- TeaCache and MagCache use a profile calibrated on the same model and step count "
+        "(Diffusion Cache Calibrate); ComfyUI's EasyCache / LazyCache nodes run with their default "
+        "window (start 0.15, end 0.95)",
+        f"- command: `{cfg['command']}`; total time {env.get('seconds', '?')} s",
+    ]
+    return lines
+
+
+def markdown_table(result: dict) -> str:
+    head = ("| model | method | setting | calls | blocks | speedup | PSNR dB | SSIM | cache MB | delta peak MB |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    out = [head]
+    for r in result["rows"]:
+        psnr = "inf" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
+        delta = "n/a" if r["delta_peak_mb"] is None else f"{r['delta_peak_mb']:+.1f}"
+        method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
+        out.append(f"| {r['model']} | {method} | {r['setting']} | {r['calls_computed']}/{r['calls_total']} | "
+                   f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {psnr} | {r['ssim']:.4f} | "
+                   f"{r['extra_mem_mb']:.3f} | {delta} |")
+    return "\n".join(out)
+
+
+def uncached_lines(result: dict) -> list[str]:
+    by_model = {}
+    for r in result["rows"]:
+        by_model.setdefault(r["model"], []).extend(r["times_uncached"])
+    return [f"- {m}: uncached run median {statistics.median(t):.3f} s over {len(t)} timed runs"
+            for m, t in by_model.items()]
+
+
+def report(result: dict) -> str:
+    return "\n".join(header_lines(result) + uncached_lines(result) + ["", markdown_table(result), "",
+                                                                       COLUMNS_NOTE, ""])
+
+
+PSNR_CAP = 60.0
+
+
+def plot_pareto(result: dict, path: str | Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    markers = "osD^vP*Xh<>p"
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(2, len(models), figsize=(max(8.0, 6.5 * len(models)), 10.5), squeeze=False)
+    for col, model in enumerate(models):
+        for row_i, (xkey, xlabel) in enumerate((("wall_speedup", "wall-clock speedup (x)"),
+                                                ("ideal", "ideal speedup: 1 / block fraction (x)"))):
+            ax = axes[row_i][col]
+            for mi, method in enumerate(methods):
+                pts = [r for r in rows if r["model"] == model and r["method"] == method]
+                if not pts:
+                    continue
+                xs = [r["wall_speedup"] if xkey == "wall_speedup" else 1.0 / max(r["compute_fraction"], 1e-6)
+                      for r in pts]
+                ys = [PSNR_CAP if r["psnr_db"] is None else min(r["psnr_db"], PSNR_CAP) for r in pts]
+                baseline = pts[0]["kind"] == "baseline"
+                colour = colours[mi % len(colours)]
+                ax.plot(xs, ys, "--" if baseline else "-", color=colour, alpha=0.6, linewidth=1.2)
+                for j, (x, y, r) in enumerate(zip(xs, ys, pts)):
+                    ax.plot(x, y, markers[j % len(markers)], color=colour, markersize=6,
+                            label=(method + (" (ComfyUI)" if baseline else "")) if j == 0 else None)
+                    ax.annotate(r["setting"].split("=", 1)[-1], (x, y), textcoords="offset points",
+                                xytext=(4, 3), fontsize=6, color=colour)
+            ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"PSNR vs uncached (dB; identical plotted at {PSNR_CAP:g})")
+            ax.set_title(f"{model}: {'measured' if row_i == 0 else 'ideal'} speed vs quality")
+            ax.grid(True, alpha=0.3)
+            if row_i == 0 and col == 0:
+                ax.legend(fontsize=7, loc="lower left")
+    env = result["environment"]
+    fig.suptitle(f"Diffusion Cache on the tiny models (torch {env['torch']}, {env['torch_threads']} thread(s), "
+                 f"{env['device']})\nmarkers: settings in sweep order, labelled with the knob value; "
+                 f"dashed: ComfyUI's built-in nodes", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def argv_used(opts: Options) -> list[str]:
+    """The command-line options that reproduce ``opts``."""
+    out = []
+    if opts.quick:
+        out.append("--quick")
+    for flag, value in (("--models", opts.models), ("--methods", opts.methods)):
+        if value:
+            out += [flag, ",".join(value)]
+    defaults = {"repeats": 3 if opts.quick else 5, "batch": 4 if opts.quick else 10, "steps": None, "seed": 0,
+                "threads": 1}
+    for name, default in defaults.items():
+        value = getattr(opts, name)
+        if value is not None and value != default:
+            out += [f"--{name}", str(value)]
+    if not opts.baselines:
+        out.append("--no-baselines")
+    return out
+
+
+def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer settings, 3 repeats, batch 4 (a few minutes)")
+    p.add_argument("--json", help="write the rows (and environment) as JSON to this path")
+    p.add_argument("--plot", help="write a Pareto plot (PNG) to this path")
+    p.add_argument("--markdown", help="also write the header and table to this markdown file")
+    p.add_argument("--models", help="comma-separated tiny models (default: all shipped)")
+    p.add_argument("--methods", help="comma-separated methods and/or baselines "
+                                     f"({', '.join(list(SWEEPS) + list(BASELINES))}; default: all)")
+    p.add_argument("--no-baselines", action="store_true", help="skip ComfyUI's EasyCache / LazyCache")
+    p.add_argument("--repeats", type=int, help="timed repeats per setting, at least 3 (default 5, quick 3)")
+    p.add_argument("--batch", type=int, help="images per run (default 10, quick 4)")
+    p.add_argument("--steps", type=int, help="override the model's recommended step count")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for the whole run)")
+    a = p.parse_args(argv)
+    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
+    opts = Options(models=split(a.models), methods=split(a.methods), quick=a.quick, repeats=a.repeats,
+                   batch=a.batch, steps=a.steps, seed=a.seed, threads=a.threads, baselines=not a.no_baselines)
+    return opts, a
+
+
+def main(argv=None) -> int:
+    opts, a = parse_args(argv)
+    result = run_benchmark(opts)
+    text = report(result)
+    print(text)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=1))
+        log(opts, f"wrote {a.json}")
+    if a.plot:
+        log(opts, f"wrote {plot_pareto(result, a.plot)}")
+    if a.markdown:
+        md = Path(a.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        if a.plot:
+            rel = os.path.relpath(Path(a.plot).resolve(), md.parent.resolve())
+            text += f"\n![PSNR against speedup, one panel per model]({rel})\n"
+        md.write_text(text)
+        log(opts, f"wrote {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
