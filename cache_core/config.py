@@ -15,6 +15,8 @@ METHODS: dict[str, dict] = {
                        "about": "like dbcache, and below half the threshold skip the back blocks too"},
     "delta_dit": {"label": "Delta-DiT (block-level)", "knob": "interval", "default": 2, "needs_blocks": True,
                   "about": "every N-th step full; otherwise cache the rear blocks early, the front blocks late"},
+    "deepcache": {"label": "DeepCache (U-Net)", "knob": "interval", "default": 3, "unet_only": True,
+                  "about": "U-Nets: every N-th step full; otherwise reuse the deep features, run only the shallow branch"},
     "teacache": {"label": "TeaCache", "knob": "threshold", "default": 0.4,
                  "about": "accumulate the polynomial-rescaled change of the first block's modulated input"},
     "magcache": {"label": "MagCache", "knob": "threshold", "default": 0.12,
@@ -76,6 +78,8 @@ class CacheConfig:
     back_blocks: int = 0               # DBCache Bn
     delta_cached_blocks: int = 0       # Delta-DiT: blocks cached per phase (0 = half of them)
     delta_boundary: float = 0.5        # Delta-DiT: progress where caching moves from rear to front blocks
+    deepcache_depth: int = 0           # DeepCache: deepest input block still recomputed (0 = only the first)
+    deepcache_mode: str = "uniform"    # DeepCache: "uniform" or "non-uniform" full-step schedule
     reduce: str = "max"                # how per-branch metrics combine into one decision
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     verbose: bool = False
@@ -96,6 +100,9 @@ class CacheConfig:
         _check(self.delta_cached_blocks >= 0,
                f"delta_cached_blocks must be 0 (half the blocks) or more; got {self.delta_cached_blocks}")
         _check(0.0 <= self.delta_boundary <= 1.0, f"delta_boundary must be in [0, 1]; got {self.delta_boundary}")
+        _check(self.deepcache_depth >= 0, f"deepcache_depth must be 0 or more; got {self.deepcache_depth}")
+        _check(self.deepcache_mode in ("uniform", "non-uniform"),
+               f"deepcache_mode must be 'uniform' or 'non-uniform'; got {self.deepcache_mode!r}")
         if self.method == "step_mask":
             from .policies.interval import parse_step_mask
             parse_step_mask(self.step_mask, 28)  # raises with a message on a bad mask

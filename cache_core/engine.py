@@ -73,7 +73,10 @@ class CacheRun:
         self.policy = policy
         self.sigmas = [float(s) for s in sigmas]
         self.layout = layout if (layout is not None and layout.total > 0) else None
-        self.granularity = policy.granularity if self.layout else "output"
+        if policy.granularity == "deep":
+            self.granularity = "deep"              # U-Net: the host runs the shallow branch itself
+        else:
+            self.granularity = policy.granularity if self.layout else "output"
         self.window = window_sigmas or (float("inf"), float("-inf"))
         self.locator = StepLocator(self.sigmas, expect_reports=expect_reports)
         self.run_id = next(_run_ids)
@@ -180,7 +183,10 @@ class CacheRun:
 
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],
-                   sigma: float | None = None) -> torch.Tensor:
+                   sigma: float | None = None, run_shallow: Callable | None = None) -> torch.Tensor:
+        """One model call. For the "deep" granularity the host passes ``run_shallow(feature)``
+        (runs only the shallow branch around a cached deep feature) and, during
+        ``run_model``, reports the deep feature through ``record_deep_feature``."""
         ev = self._ensure_evaluation(sigma)
         ev.calls += 1
         keys = tuple(keys)
@@ -196,6 +202,8 @@ class CacheRun:
                 if getattr(self.policy, "wants_residuals", False):
                     self.policy.observe_residuals(ev.ctx, keys, call.recorded)
             return out
+        if self.granularity == "deep":
+            return self._deep_call(ev, keys, run_model, run_shallow)
         ev.blocks_total += 1
         slot = "D" if self.policy.name == "easycache" else "O"
         ready = self.predictor.ready(slot, keys, like=x)
@@ -216,6 +224,25 @@ class CacheRun:
             self.policy.observe_output(ev.ctx, keys, x, out)
         self.call = None
         return out
+
+    def _deep_call(self, ev, keys, run_model, run_shallow):
+        ev.blocks_total += 1
+        ready = run_shallow is not None and self.predictor.ready("deep", keys)
+        verdict = self._decide(keys, None, ready)
+        try:
+            if verdict.decision != Decision.COMPUTE and ready:
+                return run_shallow(self.predictor.predict("deep", keys, ev.ctx))
+            if verdict.decision != Decision.COMPUTE:
+                ev.fell_back = True
+            ev.blocks_computed += 1
+            return run_model()
+        finally:
+            self.call = None
+
+    def record_deep_feature(self, feature: torch.Tensor) -> None:
+        """The host reports the deep feature of the full call in progress."""
+        if self.call is not None and self.evaluation is not None:
+            self.predictor.record("deep", self.call.keys, feature, self.evaluation.ctx)
 
     # ---- blocks ----------------------------------------------------------------------
     def block(self, g: int, args: dict, run_block: Callable[[dict], dict],

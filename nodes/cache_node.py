@@ -57,6 +57,14 @@ def build_cached_model(model, node_id=None, **inputs):
                  METHODS[fallback]["label"])
         config = config.with_overrides(method=fallback)
         method = fallback
+    if METHODS[method].get("unet_only") and architecture.name != "unet":
+        log.info("Diffusion Cache: DeepCache needs a U-Net; %s gets the fixed-interval schedule on whole model calls",
+                 architecture.name)
+        config = config.with_overrides(method="fixed_interval")
+        method = "fixed_interval"
+    if method == "deepcache":
+        from .unet_deepcache import shallow_limits
+        shallow_limits(diffusion_model, config.deepcache_depth)   # raises with the valid range
     if uses_blocks and method in ("dbcache", "dbcache_hybrid"):
         if config.front_blocks + config.back_blocks >= layout.total:
             raise ValueError(f"front_blocks + back_blocks ({config.front_blocks} + {config.back_blocks}) must leave "
@@ -119,6 +127,12 @@ def cache_node_class():
                                  tooltip="delta_dit: blocks cached per phase (0 = half of the model's blocks)."),
                     io.Float.Input("delta_boundary", default=0.5, min=0.0, max=1.0, step=0.05, optional=True,
                                    tooltip="delta_dit: progress where caching moves from the rear blocks to the front blocks."),
+                    io.Int.Input("deepcache_depth", default=0, min=0, max=30, optional=True,
+                                 tooltip="deepcache: deepest U-Net input block still recomputed on cached steps "
+                                         "(0 = only the first: fastest)."),
+                    io.Combo.Input("deepcache_mode", options=["uniform", "non-uniform"], default="uniform",
+                                   optional=True,
+                                   tooltip="deepcache: full steps every N (uniform) or denser mid-run (non-uniform)."),
                     io.Int.Input("magcache_max_skips", default=4, min=0, max=100, optional=True,
                                  tooltip="magcache: K, the most steps skipped before the error resets."),
                     io.Float.Input("magcache_retention", default=0.1, min=0.0, max=0.99, step=0.01, optional=True,
@@ -134,14 +148,15 @@ def cache_node_class():
         def execute(cls, model, method, threshold, interval, step_mask, profile, start_percent, end_percent,
                     warmup_steps, last_steps_computed, max_consecutive_cached, max_cached_steps=0,
                     front_blocks=1, back_blocks=0, delta_cached_blocks=0, delta_boundary=0.5,
-                    magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
+                    deepcache_depth=0, deepcache_mode="uniform", magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
             cached = build_cached_model(
                 model, node_id=cls.hidden.unique_id if cls.hidden else None, method=method, threshold=threshold,
                 interval=interval, step_mask=step_mask, profile=profile, start_percent=start_percent,
                 end_percent=end_percent, warmup_steps=warmup_steps, last_steps_computed=last_steps_computed,
                 max_consecutive_cached=max_consecutive_cached, max_cached_steps=max_cached_steps,
                 front_blocks=front_blocks, back_blocks=back_blocks, delta_cached_blocks=delta_cached_blocks,
-                delta_boundary=delta_boundary, magcache_max_skips=magcache_max_skips,
+                delta_boundary=delta_boundary, deepcache_depth=deepcache_depth, deepcache_mode=deepcache_mode,
+                magcache_max_skips=magcache_max_skips,
                 magcache_retention=magcache_retention, verbose=verbose)
             return io.NodeOutput(cached)
 

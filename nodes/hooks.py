@@ -115,8 +115,15 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     implicit = run.evaluation is None
     if implicit:
         run.begin_evaluation(sigma if sigma is not None else run.sigmas[0])
+    run_shallow = None
+    if run.granularity == "deep":
+        from .unet_deepcache import shallow_forward
+        unet, depth = executor.class_obj, run.config.deepcache_depth
+
+        def run_shallow(feature):
+            return shallow_forward(unet, depth, feature, args, kwargs, options)
     try:
-        return run.model_call(x, tuple(uuids), lambda: executor(*args, **kwargs), sigma)
+        return run.model_call(x, tuple(uuids), lambda: executor(*args, **kwargs), sigma, run_shallow)
     finally:
         if implicit:
             run.end_evaluation()
@@ -148,6 +155,10 @@ def attach(model, holder) -> None:
     model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
     model.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch_wrapper)
     model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, diffusion_model_wrapper)
+    if holder.config.method == "deepcache":
+        from .unet_deepcache import make_capture_patch, shallow_limits
+        _, first_output = shallow_limits(model.get_model_object("diffusion_model"), holder.config.deepcache_depth)
+        model.set_model_output_block_patch(make_capture_patch(first_output))
     if not holder.uses_blocks:
         return
     existing = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
@@ -165,6 +176,12 @@ def detach(model) -> None:
         model.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     options = model.model_options.get("transformer_options", {})
     options.pop(HOLDER_KEY, None)
+    patches = options.get("patches", {})
+    if patches.get("output_block_patch"):
+        patches = dict(patches)
+        patches["output_block_patch"] = [p for p in patches["output_block_patch"]
+                                         if not getattr(p, "diffusion_cache", False)]
+        options["patches"] = patches
     replace = options.get("patches_replace", {})
     dit = replace.get("dit")
     if dit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..config import CacheConfig
 from ..profiles import Profile
 from .base import Policy
+from .deepcache import DeepCachePolicy
 from .delta_dit import DeltaDiTPolicy
 from .easycache import EasyCachePolicy
 from .first_block import FirstBlockPolicy, FrontResidualPolicy
@@ -22,6 +23,8 @@ def make_policy(config: CacheConfig, profile: Profile | None = None) -> Policy:
                                    hybrid=m == "dbcache_hybrid", name=m)
     if m == "delta_dit":
         return DeltaDiTPolicy(config.interval, config.delta_cached_blocks, config.delta_boundary)
+    if m == "deepcache":
+        return DeepCachePolicy(config.interval, config.deepcache_depth, config.deepcache_mode)
     if m == "teacache":
         coeffs = profile.teacache_coefficients if profile and profile.teacache_coefficients else None
         if coeffs is None:

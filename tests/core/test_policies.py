@@ -134,3 +134,21 @@ def test_step_mask_presets_and_resampling():
     p.begin_run([1.0, 0.75, 0.5, 0.25, 0.0])
     assert [p.decide(ctx(i, 4), ("c",), None, None).decision for i in range(4)] == \
         [Decision.COMPUTE, Decision.REUSE, Decision.COMPUTE, Decision.COMPUTE]
+
+
+def test_deepcache_uniform_and_nonuniform_schedules():
+    from cache_core.policies.deepcache import DeepCachePolicy, nonuniform_full_steps
+    p = DeepCachePolicy(interval=3)
+    p.begin_run([1.0 - i / 9 for i in range(10)])
+    assert [p.decide(ctx(i, 9), ("c",), None, None).decision for i in range(9)] == \
+        [Decision.COMPUTE, Decision.REUSE, Decision.REUSE] * 3
+    steps = nonuniform_full_steps(50, 5, center=0.5)
+    assert len(steps) >= 10 and steps[0] == 0 and steps[-1] == 49
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    middle = [g for a, g in zip(steps, gaps) if 15 <= a <= 34]
+    edges = [g for a, g in zip(steps, gaps) if a < 8 or a > 40]
+    assert max(middle) <= min(edges) + 1 and sum(middle) / len(middle) < sum(edges) / len(edges)
+    q = DeepCachePolicy(interval=5, mode="non-uniform")
+    q.begin_run([1.0 - i / 50 for i in range(51)])
+    decided = [i for i in range(50) if q.decide(ctx(i, 50), ("c",), None, None).decision == Decision.COMPUTE]
+    assert decided == steps
