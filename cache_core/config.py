@@ -17,6 +17,17 @@ METHODS: dict[str, dict] = {
                   "about": "every N-th step full; otherwise cache the rear blocks early, the front blocks late"},
     "deepcache": {"label": "DeepCache (U-Net)", "knob": "interval", "default": 3, "unet_only": True,
                   "about": "U-Nets: every N-th step full; otherwise reuse the deep features, run only the shallow branch"},
+    "taylorseer": {"label": "TaylorSeer (forecast)", "knob": "interval", "default": 4, "predictor": "taylor",
+                   "about": "every N-th step full; in between forecast the cached residual by Taylor extrapolation"},
+    "hicache": {"label": "HiCache (Hermite forecast)", "knob": "interval", "default": 4, "predictor": "hermite",
+                "about": "every N-th step full; in between a damped Hermite-basis forecast"},
+    "foca": {"label": "FoCa (forecast-then-calibrate)", "knob": "interval", "default": 4, "predictor": "foca",
+             "about": "every N-th step full; in between a BDF2 forecast calibrated by a Heun step"},
+    "freqca": {"label": "FreqCa (frequency split)", "knob": "interval", "default": 4, "predictor": "freq",
+               "about": "every N-th step full; reuse the low frequencies, forecast the high ones"},
+    "speca": {"label": "SpeCa (speculative forecast)", "knob": "threshold", "default": 0.05, "needs_blocks": True,
+              "predictor": "taylor",
+              "about": "forecast every step, verify against the real first block, compute when the error is too big"},
     "teacache": {"label": "TeaCache", "knob": "threshold", "default": 0.4,
                  "about": "accumulate the polynomial-rescaled change of the first block's modulated input"},
     "magcache": {"label": "MagCache", "knob": "threshold", "default": 0.12,
@@ -30,6 +41,7 @@ METHODS: dict[str, dict] = {
 }
 
 REDUCTIONS = ("max", "mean")
+PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -80,6 +92,9 @@ class CacheConfig:
     delta_boundary: float = 0.5        # Delta-DiT: progress where caching moves from rear to front blocks
     deepcache_depth: int = 0           # DeepCache: deepest input block still recomputed (0 = only the first)
     deepcache_mode: str = "uniform"    # DeepCache: "uniform" or "non-uniform" full-step schedule
+    predictor: str = "auto"            # what cached steps return: auto (the method's), reuse, taylor, ...
+    predictor_order: int = 1           # Taylor / Hermite order
+    predictor_axis: str = "step"       # forecast along the step index or along sigma
     reduce: str = "max"                # how per-branch metrics combine into one decision
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     verbose: bool = False
@@ -100,12 +115,23 @@ class CacheConfig:
         _check(self.delta_cached_blocks >= 0,
                f"delta_cached_blocks must be 0 (half the blocks) or more; got {self.delta_cached_blocks}")
         _check(0.0 <= self.delta_boundary <= 1.0, f"delta_boundary must be in [0, 1]; got {self.delta_boundary}")
+        _check(self.predictor in ("auto",) + PREDICTORS,
+               f"predictor must be one of auto, {', '.join(PREDICTORS)}; got {self.predictor!r}")
+        _check(1 <= self.predictor_order <= 4, f"predictor_order must be 1 to 4; got {self.predictor_order}")
+        _check(self.predictor_axis in ("step", "sigma"),
+               f"predictor_axis must be 'step' or 'sigma'; got {self.predictor_axis!r}")
         _check(self.deepcache_depth >= 0, f"deepcache_depth must be 0 or more; got {self.deepcache_depth}")
         _check(self.deepcache_mode in ("uniform", "non-uniform"),
                f"deepcache_mode must be 'uniform' or 'non-uniform'; got {self.deepcache_mode!r}")
         if self.method == "step_mask":
             from .policies.interval import parse_step_mask
             parse_step_mask(self.step_mask, 28)  # raises with a message on a bad mask
+
+    @property
+    def effective_predictor(self) -> str:
+        if self.predictor != "auto":
+            return self.predictor
+        return METHODS[self.method].get("predictor", "reuse")
 
     @property
     def effective_threshold(self) -> float:
@@ -126,6 +152,8 @@ class CacheConfig:
             parts.append(f"interval={self.interval}")
         if self.method.startswith("dbcache"):
             parts.append(f"F{self.front_blocks}B{self.back_blocks}")
+        if self.effective_predictor != "reuse":
+            parts.append(f"predictor={self.effective_predictor}(order {self.predictor_order}, {self.predictor_axis})")
         else:
             parts.append(f"step_mask={self.step_mask}")
         s = self.schedule

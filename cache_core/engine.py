@@ -32,7 +32,7 @@ from .config import CacheConfig
 from .decisions import Decision, StepContext
 from .layout import BlockLayout
 from .policies.base import Policy, Verdict
-from .predictors import ReusePredictor
+from .predictors import make_predictor
 from .run_stats import DecisionRecord, RunStats
 from .schedule import StepLocator
 
@@ -81,7 +81,8 @@ class CacheRun:
         self.locator = StepLocator(self.sigmas, expect_reports=expect_reports)
         self.run_id = next(_run_ids)
         self.store = BranchStore(f"{policy.name} run {self.run_id}")
-        self.predictor = ReusePredictor(self.store)
+        self.predictor = make_predictor(config.effective_predictor, self.store, config.predictor_order,
+                                        config.predictor_axis)
         self.stats = RunStats(self.run_id, policy.name, self.locator.total_steps)
         self.on_record = on_record
         self.probe_fn = probe_fn
@@ -120,6 +121,8 @@ class CacheRun:
             return
         verdict = ev.verdict or Verdict(Decision.COMPUTE)
         decision = Decision.COMPUTE if ev.fell_back else verdict.decision
+        if decision == Decision.REUSE:
+            decision = self.predictor.decision     # REUSE, or PREDICT when the predictor forecasts
         if ev.ctx.stage == 0:
             self.consecutive_cached = 0 if decision == Decision.COMPUTE else self.consecutive_cached + 1
             self.cached_steps += decision != Decision.COMPUTE

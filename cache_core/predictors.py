@@ -1,18 +1,27 @@
 """What a cached step returns. A policy says *when* to compute; a predictor says *what*
-to return otherwise. Plain reuse returns the last computed value."""
+to return otherwise: the last computed value (reuse) or a forecast from the history of
+computed values (Taylor, Hermite, FoCa, frequency split). History is kept per slot and
+per branch, bounded, and freed at the end of the run."""
 from __future__ import annotations
 
+import logging
 from typing import Hashable, Sequence
 
 import torch
 
-from .branch_store import BranchStore
+from .branch_store import BranchStore, split_batch
 from .decisions import Decision, StepContext
+from .forecast import band_split, foca_step, hermite_extrapolate, newton_extrapolate
+
+log = logging.getLogger("diffusion_cache")
+
+PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq")
 
 
 class ReusePredictor:
     """Keeps the last computed value of each slot, per branch."""
     decision = Decision.REUSE
+    name = "reuse"
 
     def __init__(self, store: BranchStore):
         self.store = store
@@ -33,3 +42,104 @@ class ReusePredictor:
 
     def clear(self) -> None:
         self.store.reset()
+
+
+class ForecastPredictor(ReusePredictor):
+    """Forecasts each slot from its last ``order + 1`` computed values.
+
+    ``axis`` is "step" (sampler step index) or "sigma" (the noise level): the
+    coordinate the history is recorded on and forecast at.
+    """
+    decision = Decision.PREDICT
+
+    def __init__(self, store: BranchStore, kind: str = "taylor", order: int = 1, axis: str = "step",
+                 hermite_scale: float = 0.5, cutoff: float = 0.1):
+        super().__init__(store)
+        if kind not in PREDICTORS[1:]:
+            raise ValueError(f"unknown predictor {kind!r}; choose one of {PREDICTORS}")
+        self.name = kind
+        self.order = max(1, min(int(order), 4))
+        self.axis = axis
+        self.hermite_scale = hermite_scale
+        self.cutoff = cutoff
+        self.history: dict[tuple, list] = {}       # (slot, key) -> [(x, tensor), ...] full values
+        self.window: dict[tuple, list] = {}        # FoCa's rolling window, full or forecast
+        self.meta: dict[str, tuple] = {}
+
+    @property
+    def depth(self) -> int:
+        return 2 if self.name in ("foca",) else self.order + 1
+
+    def _x(self, ctx: StepContext) -> float:
+        return float(ctx.sigma) if self.axis == "sigma" else float(ctx.step)
+
+    def record(self, slot, keys, value, ctx) -> None:
+        super().record(slot, keys, value, ctx)     # the last value, for readiness and shapes
+        if value is None or ctx.stage > 0:         # extra sampler stages sit between steps: not history
+            return
+        x = self._x(ctx)
+        for key, chunk in split_batch(value, keys).items():
+            h = self.history.setdefault((slot, key), [])
+            if h and h[-1][1].shape != chunk.shape:
+                h.clear()                          # a new shape starts a new history
+            if h and h[-1][0] == x:
+                h.pop()                            # the same point computed again: keep the newest
+            h.append((x, chunk.detach()))
+            del h[:-self.depth]
+            if self.name == "foca":
+                self.window[(slot, key)] = [(x, chunk.detach())]
+
+    def _forecast(self, slot, key, x) -> torch.Tensor | None:
+        h = self.history.get((slot, key))
+        if not h:
+            return None
+        xs, vs = [p[0] for p in h], [p[1] for p in h]
+        if self.name == "taylor":
+            return newton_extrapolate(xs, vs, x, self.order)
+        if self.name == "hermite":
+            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale)
+        if self.name == "freq":
+            lows_highs = [band_split(v, self.cutoff) for v in vs]
+            low = lows_highs[-1][0]
+            high = hermite_extrapolate(xs, [lh[1] for lh in lows_highs], x, min(self.order, 2), self.hermite_scale)
+            return low + high
+        # foca
+        window = self.window.setdefault((slot, key), [h[-1]])
+        anchor, anchor_prev = h[-1], (h[-2] if len(h) > 1 else None)
+        recent = window[-1]
+        recent_prev = window[-2] if len(window) > 1 else (h[-2] if len(h) > 1 else None)
+        value = foca_step(anchor, anchor_prev, recent, recent_prev, x)
+        if recent[0] != x:
+            window.append((x, value))
+            del window[:-2]
+        return value
+
+    def predict(self, slot, keys, ctx):
+        x = self._x(ctx)
+        parts = []
+        for key in keys:
+            f = self._forecast(slot, key, x)
+            if f is None:
+                return super().predict(slot, keys, ctx)
+            parts.append(f)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        last = self.store.get(slot, keys)
+        return out.to(last.dtype) if last is not None else out
+
+    def nbytes(self) -> int:
+        total = super().nbytes()
+        for table in (self.history, self.window):
+            for entries in table.values():
+                total += sum(t.numel() * t.element_size() for _, t in entries)
+        return total
+
+    def clear(self) -> None:
+        super().clear()
+        self.history.clear()
+        self.window.clear()
+
+
+def make_predictor(kind: str, store: BranchStore, order: int = 1, axis: str = "step") -> ReusePredictor:
+    if kind == "reuse":
+        return ReusePredictor(store)
+    return ForecastPredictor(store, kind, order, axis)

@@ -14,7 +14,8 @@ log = logging.getLogger("diffusion_cache")
 METHOD_CHOICES = ["auto"] + list(METHODS)
 NEEDS_PROFILE = {"teacache": "teacache", "magcache": "magcache"}
 # block-level methods on a model with no per-block hook fall back to these step-level ones
-STEP_LEVEL_FALLBACK = {"dbcache": "first_block", "dbcache_hybrid": "first_block", "delta_dit": "fixed_interval"}
+STEP_LEVEL_FALLBACK = {"dbcache": "first_block", "dbcache_hybrid": "first_block", "delta_dit": "fixed_interval",
+                       "speca": "taylorseer"}
 
 
 def choose_method(method: str, architecture, uses_blocks: bool) -> str:
@@ -127,6 +128,15 @@ def cache_node_class():
                                  tooltip="delta_dit: blocks cached per phase (0 = half of the model's blocks)."),
                     io.Float.Input("delta_boundary", default=0.5, min=0.0, max=1.0, step=0.05, optional=True,
                                    tooltip="delta_dit: progress where caching moves from the rear blocks to the front blocks."),
+                    io.Combo.Input("predictor", options=["auto", "reuse", "taylor", "hermite", "foca", "freq"],
+                                   default="auto", optional=True,
+                                   tooltip="What cached steps return. auto = the method's own (reuse for reuse "
+                                           "methods, a forecast for taylorseer/hicache/foca/freqca/speca). A forecast "
+                                           "with dbcache gives the DBCache + TaylorSeer hybrid."),
+                    io.Int.Input("predictor_order", default=1, min=1, max=4, optional=True,
+                                 tooltip="taylor / hermite: order of the forecast (1 = linear)."),
+                    io.Combo.Input("predictor_axis", options=["step", "sigma"], default="step", optional=True,
+                                   tooltip="Forecast along the step index or along sigma (the noise level)."),
                     io.Int.Input("deepcache_depth", default=0, min=0, max=30, optional=True,
                                  tooltip="deepcache: deepest U-Net input block still recomputed on cached steps "
                                          "(0 = only the first: fastest)."),
@@ -148,7 +158,8 @@ def cache_node_class():
         def execute(cls, model, method, threshold, interval, step_mask, profile, start_percent, end_percent,
                     warmup_steps, last_steps_computed, max_consecutive_cached, max_cached_steps=0,
                     front_blocks=1, back_blocks=0, delta_cached_blocks=0, delta_boundary=0.5,
-                    deepcache_depth=0, deepcache_mode="uniform", magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
+                    deepcache_depth=0, deepcache_mode="uniform", predictor="auto", predictor_order=1,
+                    predictor_axis="step", magcache_max_skips=4, magcache_retention=0.1, verbose=False) -> io.NodeOutput:
             cached = build_cached_model(
                 model, node_id=cls.hidden.unique_id if cls.hidden else None, method=method, threshold=threshold,
                 interval=interval, step_mask=step_mask, profile=profile, start_percent=start_percent,
@@ -156,6 +167,7 @@ def cache_node_class():
                 max_consecutive_cached=max_consecutive_cached, max_cached_steps=max_cached_steps,
                 front_blocks=front_blocks, back_blocks=back_blocks, delta_cached_blocks=delta_cached_blocks,
                 delta_boundary=delta_boundary, deepcache_depth=deepcache_depth, deepcache_mode=deepcache_mode,
+                predictor=predictor, predictor_order=predictor_order, predictor_axis=predictor_axis,
                 magcache_max_skips=magcache_max_skips,
                 magcache_retention=magcache_retention, verbose=verbose)
             return io.NodeOutput(cached)

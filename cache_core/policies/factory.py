@@ -10,6 +10,7 @@ from .easycache import EasyCachePolicy
 from .first_block import FirstBlockPolicy, FrontResidualPolicy
 from .interval import FixedIntervalPolicy, StepMaskPolicy
 from .magcache import MagCachePolicy
+from .speculative import SpeculativePolicy
 from .teacache import TeaCachePolicy
 
 
@@ -38,8 +39,12 @@ def make_policy(config: CacheConfig, profile: Profile | None = None) -> Policy:
         return MagCachePolicy(t, profile.magnitude, config.magcache_max_skips, config.magcache_retention)
     if m == "easycache":
         return EasyCachePolicy(t)
-    if m == "fixed_interval":
-        return FixedIntervalPolicy(config.interval)
+    if m in ("fixed_interval", "taylorseer", "hicache", "foca", "freqca"):
+        policy = FixedIntervalPolicy(config.interval)
+        policy.name = m
+        return policy
+    if m == "speca":
+        return SpeculativePolicy(t, config.predictor_order, config.predictor_axis, config.reduce)
     if m == "step_mask":
         return StepMaskPolicy(config.step_mask)
     raise ValueError(f"unknown method {m!r}")

@@ -247,3 +247,33 @@ def test_delta_dit_caches_rear_blocks_early_and_front_blocks_late():
     assert masks == ["1111", "1100", "1111", "1100", "1111", "0011", "1111", "1111"]
     # step 5 (late): front blocks (1 + 2) cached from step 4, rear (4 + 8) fresh
     assert torch.allclose(outs[5], torch.full_like(x, 3 * sigmas[4] + 12 * sigmas[5]))
+
+
+def test_forecasting_methods_record_forecast_decisions_and_extrapolate_the_residual():
+    model = ToyModel([1.0, 2.0, 3.0])
+    sigmas = [1.0 - i / 10 for i in range(11)]
+    run = make_run(model, sigmas, method="taylorseer", interval=3, warmup_steps=1)
+    outs = sample(model, run, sigmas, torch.zeros(1, 2, 2))
+    assert [r.decision for r in run.stats.records][3:6] == ["computed", "forecast", "forecast"]
+    # the residual is linear in the step: after two full steps the forecast is exact
+    for i in (4, 5, 7, 8):
+        assert torch.allclose(outs[i], torch.full((1, 2, 2), 6 * sigmas[i]), atol=1e-5)
+    reuse = make_run(model, sigmas, method="fixed_interval", interval=3, warmup_steps=1)
+    reused = sample(model, reuse, sigmas, torch.zeros(1, 2, 2))
+    assert not torch.allclose(reused[4], outs[4])
+
+
+def test_speculative_mode_rejects_a_draft_that_misses():
+    model = ToyModel([1.0, 1.0, 1.0])
+    sigmas = [1.0 - i / 10 for i in range(11)]
+    run = make_run(model, sigmas, method="speca", threshold=0.05, warmup_steps=1, last_steps_computed=0)
+    x = torch.zeros(1, 2, 2)
+    for i, s in enumerate(sigmas[:-1]):
+        if i == 6:
+            model.weights[0] = 3.0          # the first block suddenly changes: its draft misses
+        run.begin_evaluation(s)
+        run.model_call(x, ("c",), lambda: model.forward(run, x, s, ("c",)), s)
+        run.end_evaluation()
+        run.step_finished(i)
+    d = {r.step: r for r in run.stats.records}
+    assert d[3].decision == "forecast" and d[6].decision == "computed" and d[6].reason == "draft rejected"

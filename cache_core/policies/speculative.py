@@ -1,0 +1,54 @@
+"""Speculative caching in the SpeCa spirit: forecast, verify cheaply, compute when wrong.
+
+Every step after warm-up is a draft: the front block runs for real, its residual is
+compared with the forecast of that same residual from the history of full steps,
+and the draft of the rest of the model is accepted when the relative error stays
+under the threshold (and fewer than ``max_drafts`` drafts ran in a row).
+"""
+from __future__ import annotations
+
+from typing import Hashable, Sequence
+
+from ..branch_store import BranchStore, split_batch
+from ..metrics import rel_l1
+from ..predictors import ForecastPredictor
+from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
+
+
+class SpeculativePolicy(Policy):
+    name = "speca"
+    probe = "front_residual"
+    front_blocks = 1
+
+    def __init__(self, threshold: float, order: int = 2, axis: str = "step", reduce: str = "max",
+                 max_drafts: int = 8):
+        self.threshold = float(threshold)
+        self.order, self.axis, self.reduce = order, axis, reduce
+        self.max_drafts = int(max_drafts)
+        self.begin_run([])
+
+    def begin_run(self, sigmas) -> None:
+        self.forecaster = ForecastPredictor(BranchStore("speca probe"), "taylor", self.order, self.axis)
+        self.drafts = 0
+
+    def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
+        ready = self.forecaster.ready("probe", keys) and not forced and self.drafts < self.max_drafts
+        if ready:
+            draft = self.forecaster.predict("probe", keys, ctx)
+            errors = [rel_l1(actual, draft_chunk) for actual, draft_chunk in
+                      zip(split_batch(probe, keys).values(), split_batch(draft, keys).values())]
+            error = reduce_values(errors, self.reduce)
+            if error <= self.threshold:
+                self.drafts += 1
+                return Verdict(REUSE, error, self.threshold)
+            reason = "draft rejected"
+        else:
+            error = None
+            reason = forced or ("max drafts" if self.drafts >= self.max_drafts else "no history")
+        self.drafts = 0
+        self.forecaster.record("probe", keys, probe.detach(), ctx)
+        return Verdict(COMPUTE, error, self.threshold, reason)
+
+    def release(self) -> None:
+        self.forecaster.clear()
+        self.drafts = 0
