@@ -150,12 +150,12 @@ class CacheConfig:
             parts.append(f"threshold={self.effective_threshold:g}")
         elif knob == "interval":
             parts.append(f"interval={self.interval}")
+        elif knob == "step_mask":
+            parts.append(f"step_mask={self.step_mask}")
         if self.method.startswith("dbcache"):
             parts.append(f"F{self.front_blocks}B{self.back_blocks}")
         if self.effective_predictor != "reuse":
             parts.append(f"predictor={self.effective_predictor}(order {self.predictor_order}, {self.predictor_axis})")
-        else:
-            parts.append(f"step_mask={self.step_mask}")
         s = self.schedule
         parts.append(f"window={s.start_percent:g}-{s.end_percent:g}")
         parts.append(f"warmup={s.warmup_steps} last={s.last_steps_computed}")

@@ -27,7 +27,7 @@ from typing import Callable, Hashable, Sequence
 
 import torch
 
-from .branch_store import BranchStore
+from .branch_store import BranchStore, split_batch
 from .config import CacheConfig
 from .decisions import Decision, StepContext
 from .layout import BlockLayout
@@ -67,7 +67,8 @@ class _Evaluation:
 class CacheRun:
     def __init__(self, config: CacheConfig, policy: Policy, sigmas: Sequence[float],
                  layout: BlockLayout | None = None, window_sigmas: tuple | None = None,
-                 expect_reports: bool = False, on_record: Callable | None = None,
+                 expect_reports: bool = False, corrector_at_next_sigma: bool = False,
+                 on_record: Callable | None = None,
                  probe_fn: Callable[[dict], torch.Tensor] | None = None):
         self.config = config
         self.policy = policy
@@ -78,7 +79,8 @@ class CacheRun:
         else:
             self.granularity = policy.granularity if self.layout else "output"
         self.window = window_sigmas or (float("inf"), float("-inf"))
-        self.locator = StepLocator(self.sigmas, expect_reports=expect_reports)
+        self.locator = StepLocator(self.sigmas, expect_reports=expect_reports,
+                                   corrector_at_next_sigma=corrector_at_next_sigma)
         self.run_id = next(_run_ids)
         self.store = BranchStore(f"{policy.name} run {self.run_id}")
         self.predictor = make_predictor(config.effective_predictor, self.store, config.predictor_order,
@@ -88,6 +90,7 @@ class CacheRun:
         self.probe_fn = probe_fn
         self.consecutive_cached = 0
         self.cached_steps = 0
+        self.lead = None                 # the branch whose measurements decide (first key of the run)
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
         self.policy.begin_run(self.sigmas)
@@ -140,8 +143,9 @@ class CacheRun:
         if self.on_record is not None:
             self.on_record(self, record)
 
-    def step_finished(self, index: int) -> None:
-        self.locator.step_finished(index)
+    def step_reported(self, index: int) -> None:
+        """The sampler's progress report: step ``index`` had its first evaluation."""
+        self.locator.step_reported(index)
 
     # ---- decisions ----------------------------------------------------------------
     def _forced_reason(self, ctx: StepContext) -> str | None:
@@ -173,11 +177,22 @@ class CacheRun:
         if ev.ctx.stage > 0:
             verdict = Verdict(Decision.COMPUTE, None, None, forced)
         else:
-            verdict = self.policy.decide(ev.ctx, keys, probe, forced)
+            lead_keys, lead_probe = self._lead_view(keys, probe)
+            verdict = self.policy.decide(ev.ctx, lead_keys, lead_probe, forced)
             if forced and verdict.decision != Decision.COMPUTE:
                 verdict = Verdict(Decision.COMPUTE, verdict.metric, verdict.threshold, forced)
         ev.verdict = verdict
         return verdict
+
+    def _lead_view(self, keys: Sequence[Hashable], tensor: torch.Tensor | None):
+        """Policies measure one branch, the same whether ComfyUI batches the conditionings
+        or splits them over several calls: the run's first key, when this call has it."""
+        keys = tuple(keys)
+        if self.lead is None and keys:
+            self.lead = keys[0]
+        if tensor is None or self.lead not in keys or len(keys) == 1:
+            return keys, tensor
+        return (self.lead,), split_batch(tensor, keys)[self.lead]
 
     def _ensure_evaluation(self, sigma: float | None) -> _Evaluation:
         if self.evaluation is None:
@@ -201,9 +216,7 @@ class CacheRun:
             finally:
                 self.call = None
             if ev.ctx.stage == 0 and call.verdict is not None and call.recording:
-                self.policy.observe_output(ev.ctx, keys, x, out)
-                if getattr(self.policy, "wants_residuals", False):
-                    self.policy.observe_residuals(ev.ctx, keys, call.recorded)
+                self._observe(ev.ctx, keys, x, out, call.recorded)
             return out
         if self.granularity == "deep":
             return self._deep_call(ev, keys, run_model, run_shallow)
@@ -224,9 +237,17 @@ class CacheRun:
         elif slot == "O":
             self.predictor.record(slot, keys, out, ev.ctx)
         if ev.ctx.stage == 0:
-            self.policy.observe_output(ev.ctx, keys, x, out)
+            self._observe(ev.ctx, keys, x, out, None)
         self.call = None
         return out
+
+    def _observe(self, ctx, keys, x, out, residuals) -> None:
+        lead_keys, lead_x = self._lead_view(keys, x)
+        _, lead_out = self._lead_view(keys, out)
+        self.policy.observe_output(ctx, lead_keys, lead_x, lead_out)
+        if residuals is not None and getattr(self.policy, "wants_residuals", False):
+            lead = {slot: (None if v is None else self._lead_view(keys, v)[1]) for slot, v in residuals.items()}
+            self.policy.observe_residuals(ctx, lead_keys, lead)
 
     def _deep_call(self, ev, keys, run_model, run_shallow):
         ev.blocks_total += 1

@@ -2,10 +2,11 @@
 
 The step index is never found by counting model calls (that breaks with split CFG,
 Heun-type samplers and interrupted runs). It is the position of the evaluation's
-sigma in the run's sigma schedule. A multi-stage sampler evaluates points that are
-not on the schedule (DPM++ 2S midpoints: stage >= 1 of the step they fall in) or
-evaluates the next step's sigma before that step begins (Heun's corrector). The
-sampler's own per-step progress report (``step_finished``) separates the two.
+sigma in the run's sigma schedule. Samplers report step ``i`` right after its
+first evaluation (ComfyUI's progress callback); evaluations after that report and
+before step ``i + 1`` begins are extra stages of step ``i``: midpoints that are not
+on the schedule (DPM++ 2S), and, for samplers known to correct at the next sigma
+(Heun), the first evaluation at sigma[i + 1].
 """
 from __future__ import annotations
 
@@ -19,20 +20,23 @@ class StepLocation:
 
 
 class StepLocator:
-    def __init__(self, sigmas, expect_reports: bool = False, rel_tol: float = 1e-4):
-        values = [float(s) for s in sigmas]
+    def __init__(self, sigmas, expect_reports: bool = False, corrector_at_next_sigma: bool = False,
+                 rel_tol: float = 1e-4):
+        values = [float(x) for x in sigmas]
         if len(values) < 2:
             raise ValueError("a sampling schedule needs at least 2 sigmas (one step)")
         self.sigmas = values
         self.total_steps = len(values) - 1
         self.rel_tol = rel_tol
-        self.expect_reports = expect_reports  # the host forwards the sampler's step reports
-        self.steps_finished = 0
+        self.expect_reports = expect_reports      # the host forwards the sampler's step reports
+        self.corrector_at_next_sigma = corrector_at_next_sigma
+        self.last_report = -1
+        self._corrected: set[int] = set()
         self._last_stage0: tuple[int, float] | None = None
 
-    def step_finished(self, index: int) -> None:
-        """The sampler reports that step ``index`` is complete."""
-        self.steps_finished = max(self.steps_finished, int(index) + 1)
+    def step_reported(self, index: int) -> None:
+        """The sampler reports step ``index`` (after the step's first evaluation)."""
+        self.last_report = max(self.last_report, int(index))
 
     def _close(self, a: float, b: float) -> bool:
         return abs(a - b) <= self.rel_tol * max(abs(a), abs(b), 1e-8)
@@ -42,20 +46,22 @@ class StepLocator:
         return k if self._close(sigma, self.sigmas[k]) else None
 
     def locate(self, sigma: float) -> StepLocation:
-        """Return (step, stage) of an evaluation at ``sigma``; records stage-0 evaluations."""
+        """Return (step, stage) of an evaluation at ``sigma``."""
         sigma = float(sigma)
         exact = self._exact_index(sigma)
         if exact is None:
             # between schedule points: an extra stage of the step whose interval holds it
             return StepLocation(self._interval_of(sigma), 1)
         if self.expect_reports:
-            current = min(self.steps_finished, self.total_steps - 1)
-            if exact == current + 1:     # next step's sigma evaluated before the step began (Heun)
-                return StepLocation(current, 1)
-            if exact < current:          # an earlier point evaluated late: an extra stage
-                return StepLocation(exact, 1)
-            if exact > current + 1:      # the sampler does not report progress: sigma alone decides
+            reported = self.last_report
+            if exact > reported + 1:          # the sampler does not report progress: sigma alone decides
                 self.expect_reports = False
+            elif exact <= reported:           # a schedule point revisited after its report: an extra stage
+                return StepLocation(exact, 1)
+            elif (self.corrector_at_next_sigma and reported >= 0 and exact == reported + 1
+                  and reported not in self._corrected):
+                self._corrected.add(reported)  # Heun's corrector of the reported step
+                return StepLocation(reported, 1)
         if self._last_stage0 is not None and self._last_stage0[0] == exact:
             return StepLocation(exact, 1)   # the same point again within one step
         self._last_stage0 = (exact, sigma)

@@ -22,6 +22,15 @@ HOLDER_KEY = "diffusion_cache"
 RUN_KEY = "diffusion_cache_run"
 
 
+# k-diffusion samplers whose second evaluation of step i is at sigma[i + 1] (a corrector)
+NEXT_SIGMA_CORRECTORS = {"sample_heun", "sample_heunpp2"}
+
+
+def corrects_at_next_sigma(sampler) -> bool:
+    function = getattr(sampler, "sampler_function", None)
+    return getattr(function, "__name__", "") in NEXT_SIGMA_CORRECTORS
+
+
 class CacheHolder:
     def __init__(self, config: CacheConfig, architecture: Architecture, layout, profile=None,
                  node_id=None, calibrate_to: str | None = None):
@@ -42,7 +51,7 @@ class CacheHolder:
             return CalibrationPolicy("stack" if self.uses_blocks else "output")
         return make_policy(self.config, self.profile)
 
-    def new_run(self, sigmas, model_sampling, diffusion_model) -> CacheRun:
+    def new_run(self, sigmas, model_sampling, diffusion_model, sampler=None) -> CacheRun:
         s = self.config.schedule
         window = (float(model_sampling.percent_to_sigma(s.start_percent)),
                   float(model_sampling.percent_to_sigma(s.end_percent)))
@@ -62,4 +71,5 @@ class CacheHolder:
 
         return CacheRun(self.config, self.make_policy(), [float(x) for x in sigmas],
                         self.layout if self.uses_blocks else None, window,
-                        expect_reports=True, on_record=on_record, probe_fn=probe_fn)
+                        expect_reports=True, corrector_at_next_sigma=corrects_at_next_sigma(sampler),
+                        on_record=on_record, probe_fn=probe_fn)

@@ -31,13 +31,14 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     sigmas = _sampler_args(args, kwargs)
     model = guider.model_patcher.model
-    run = holder.new_run(sigmas, model.model_sampling, model.diffusion_model)
+    sampler = args[2] if len(args) > 2 else kwargs.get("sampler")
+    run = holder.new_run(sigmas, model.model_sampling, model.diffusion_model, sampler)
 
     args = list(args)
     user_callback = args[5] if len(args) > 5 else kwargs.get("callback")
 
     def callback(step, *rest):
-        run.step_finished(step)
+        run.step_reported(step)
         if user_callback is not None:
             return user_callback(step, *rest)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Hashable, Sequence
 
 from ..branch_store import split_batch
-from ..metrics import rel_l1
+from ..metrics import rel_l1_per_sample
 from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
 
 
@@ -40,9 +40,9 @@ class FrontResidualPolicy(Policy):
 
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         chunks = split_batch(probe, keys)
-        changes = [rel_l1(c, self.reference[k]) for k, c in chunks.items()
-                   if k in self.reference and self.reference[k].shape == c.shape]
-        complete = len(changes) == len(chunks)
+        known = [k for k, c in chunks.items() if k in self.reference and self.reference[k].shape == c.shape]
+        changes = [v for k in known for v in rel_l1_per_sample(chunks[k], self.reference[k]).tolist()]
+        complete = len(known) == len(chunks)
         metric = reduce_values(changes, self.reduce) if changes else None
         if not forced and complete and metric < self.threshold:
             if self.hybrid and metric < 0.5 * self.threshold:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Hashable, Sequence
 
-from ..branch_store import BranchStore, split_batch
-from ..metrics import rel_l1
+from ..branch_store import BranchStore
+from ..metrics import rel_l1_per_sample
 from ..predictors import ForecastPredictor
 from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
 
@@ -35,8 +35,7 @@ class SpeculativePolicy(Policy):
         ready = self.forecaster.ready("probe", keys) and not forced and self.drafts < self.max_drafts
         if ready:
             draft = self.forecaster.predict("probe", keys, ctx)
-            errors = [rel_l1(actual, draft_chunk) for actual, draft_chunk in
-                      zip(split_batch(probe, keys).values(), split_batch(draft, keys).values())]
+            errors = rel_l1_per_sample(probe, draft.to(probe.dtype)).tolist()
             error = reduce_values(errors, self.reduce)
             if error <= self.threshold:
                 self.drafts += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Hashable, Sequence
 
 from ..branch_store import split_batch
-from ..metrics import rel_l1
+from ..metrics import rel_l1_per_sample
 from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
 
 
@@ -36,7 +36,7 @@ class TeaCachePolicy(Policy):
         for key, chunk in split_batch(probe, keys).items():
             before = self.previous.get(key)
             if before is not None and before.shape == chunk.shape:
-                changes.append(rel_l1(chunk, before))
+                changes.extend(rel_l1_per_sample(chunk, before).tolist())
             self.previous[key] = chunk.detach().clone()
         if forced or not changes:
             self.accumulated = 0.0

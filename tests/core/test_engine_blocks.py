@@ -49,7 +49,7 @@ def test_residual_reuse_keeps_fresh_input():
         run.begin_evaluation(s)
         out.append(run.model_call(xs[i], ("c",), lambda: model.forward(run, xs[i], s, ("c",)), s))
         run.end_evaluation()
-        run.step_finished(i)
+        run.step_reported(i)
     # step 2 reuses step 0's residual (2 * 1.0) on its own input (2.0)
     assert torch.allclose(out[2], torch.full((1, 2, 4), 2.0 + 2 * 1.0))
 
@@ -81,7 +81,7 @@ def test_host_additions_between_blocks_are_applied_fresh_not_baked():
     run2.begin_evaluation(SIGMAS[0])
     run2.model_call(x, ("c",), lambda: model.forward(run2, x, SIGMAS[0], ("c",)), SIGMAS[0])
     run2.end_evaluation()
-    run2.step_finished(0)
+    run2.step_reported(0)
     control[0] = torch.full((1, 2, 4), 20.0)
     run2.begin_evaluation(SIGMAS[1])
     out = run2.model_call(x, ("c",), lambda: model.forward(run2, x, SIGMAS[1], ("c",)), SIGMAS[1])
@@ -119,7 +119,7 @@ def test_branches_keep_their_own_residuals_across_batch_layouts():
     both = torch.cat([cond, uncond])
     run.model_call(both, ("c", "u"), forward_with_keyed_weight(both, s0, ("c", "u")), s0)
     run.end_evaluation()
-    run.step_finished(0)
+    run.step_reported(0)
     # next step: split into two calls, uncond first: each gets its own cached residual
     run.begin_evaluation(s1)
     out_u = run.model_call(uncond, ("u",), forward_with_keyed_weight(uncond, s1, ("u",)), s1)
@@ -137,7 +137,7 @@ def test_missing_branch_cache_falls_back_to_compute():
     run.begin_evaluation(SIGMAS[0])
     run.model_call(x, ("a",), lambda: model.forward(run, x, SIGMAS[0], ("a",)), SIGMAS[0])
     run.end_evaluation()
-    run.step_finished(0)
+    run.step_reported(0)
     run.begin_evaluation(SIGMAS[1])
     out = run.model_call(x, ("b",), lambda: model.forward(run, x, SIGMAS[1], ("b",)), SIGMAS[1])
     run.end_evaluation()
@@ -168,7 +168,7 @@ def test_output_granularity_without_blocks_reuses_whole_call():
         x = torch.full((1, 4), float(i))
         outs.append(run.model_call(x, ("c",), lambda: calls.append(s) or x * 10 + s, s))
         run.end_evaluation()
-        run.step_finished(i)
+        run.step_reported(i)
     assert [r.decision for r in run.stats.records] == ["computed", "reused", "computed", "reused", "computed"]
     assert torch.equal(outs[1], outs[0])     # raw output reused
     assert len(calls) == 3
@@ -274,6 +274,6 @@ def test_speculative_mode_rejects_a_draft_that_misses():
         run.begin_evaluation(s)
         run.model_call(x, ("c",), lambda: model.forward(run, x, s, ("c",)), s)
         run.end_evaluation()
-        run.step_finished(i)
+        run.step_reported(i)
     d = {r.step: r for r in run.stats.records}
     assert d[3].decision == "forecast" and d[6].decision == "computed" and d[6].reason == "draft rejected"

@@ -20,26 +20,36 @@ def test_euler_each_sigma_is_its_step():
     got = []
     for i in range(4):
         got.append(loc.locate(SIG[i]))
-        loc.step_finished(i)
+        loc.step_reported(i)
     assert [(g.step, g.stage) for g in got] == [(0, 0), (1, 0), (2, 0), (3, 0)]
 
 
 def test_heun_corrector_at_next_sigma_is_an_extra_stage():
-    loc = StepLocator(SIG, expect_reports=True)
+    # ComfyUI's sample_heun: evaluate sigma[i], report i, then correct at sigma[i+1]
+    loc = StepLocator(SIG, expect_reports=True, corrector_at_next_sigma=True)
     seq = []
     for i in range(4):
         seq.append(loc.locate(SIG[i]))
-        if i < 3:                      # k-diffusion Heun: the last step is plain Euler
+        loc.step_reported(i)
+        if i < 3:                      # the last step is plain Euler (sigma goes to 0)
             seq.append(loc.locate(SIG[i + 1]))
-        loc.step_finished(i)
     assert [(g.step, g.stage) for g in seq] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]
+
+
+def test_without_corrector_knowledge_the_next_sigma_starts_the_next_step():
+    loc = StepLocator(SIG, expect_reports=True)
+    a = loc.locate(1.0)
+    loc.step_reported(0)
+    b = loc.locate(0.75)
+    c = loc.locate(0.75)           # evaluated again within the step: an extra stage
+    assert [(g.step, g.stage) for g in (a, b, c)] == [(0, 0), (1, 0), (1, 1)]
 
 
 def test_midpoint_sigmas_are_extra_stages():
     loc = StepLocator(SIG, expect_reports=True)
     a = loc.locate(1.0)
     b = loc.locate(0.9)
-    loc.step_finished(0)
+    loc.step_reported(0)
     c = loc.locate(0.75)
     assert (a.step, a.stage, b.step, b.stage, c.step, c.stage) == (0, 0, 0, 1, 1, 0)
 
@@ -64,7 +74,7 @@ def test_locator_maps_every_schedule_sigma_to_its_index(values):
     for i, s in enumerate(sigmas[:-1]):
         got = loc.locate(s)
         assert (got.step, got.stage) == (i, 0)
-        loc.step_finished(i)
+        loc.step_reported(i)
 
 
 def test_store_is_keyed_by_branch_and_resets_with_a_reason(caplog):
@@ -160,3 +170,14 @@ def test_published_magcache_curves_reproduce_their_ratios_on_their_schedule():
     sig = flow_shift_sigmas(5.0, 50)
     assert wan.ratio(sig[2], sig[3]) == pytest.approx(0.99791)
     assert p["wan2.1_t2v_1.3b"].magnitude is wan
+
+
+@pytest.mark.parametrize("kwargs, present, absent", [
+    (dict(method="fixed_interval", interval=3), "interval=3", "step_mask"),
+    (dict(method="step_mask", step_mask="fast"), "step_mask=fast", "threshold"),
+    (dict(method="dbcache", front_blocks=2, back_blocks=1), "F2B1", "step_mask"),
+    (dict(method="taylorseer", interval=4, predictor_order=2), "predictor=taylor(order 2, step)", "step_mask"),
+])
+def test_describe_names_exactly_the_settings_in_use(kwargs, present, absent):
+    text = CacheConfig(**kwargs).describe()
+    assert present in text and absent not in text

@@ -63,7 +63,7 @@ def sample(model: ToyModel, run, sigmas, x, keys=("cond",), txt=None, report=Tru
             outs.append(run.model_call(x, keys, lambda: model.forward(run, x, s, keys, txt), s))
             run.end_evaluation()
             if report:
-                run.step_finished(i)
+                run.step_reported(i)
         else:
             outs.append(model.forward(None, x, s, keys, txt))
     return outs

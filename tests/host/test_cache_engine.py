@@ -346,10 +346,6 @@ def test_split_cfg_same_decisions_as_batched(arch, comfy_nodes, cache_node, get_
     assert saw_reuse, "the thresholds above should make some steps reuse"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "split CFG decides from the first model call's branches only (CacheRun._decide returns the first "
-    "call's verdict): when the conditioning that changes most runs in the second call, metric and "
-    "decisions differ from the batched layout"))
 def test_split_cfg_decides_on_every_branch(comfy_nodes, cache_node, get_tiny, monkeypatch):
     tiny = get_tiny("flux")
     # the same conditionings in the other roles: ComfyUI runs the uncond first when it splits
@@ -411,10 +407,6 @@ def test_multistage_samplers(arch, sampler, comfy_nodes, cache_node, get_tiny):
                        reference(comfy_nodes, tiny, steps=steps, sampler=sampler))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ComfyUI's sample_heun reports step i (callback) after its first evaluation, before the corrector "
-    "at sigma[i+1]; StepLocator then labels the corrector as stage 0 of step i+1 and the real first "
-    "evaluation of step i+1 as stage 1"))
 def test_heun_corrector_is_an_extra_stage_of_its_step(comfy_nodes, cache_node, get_tiny):
     tiny = get_tiny("flux")
     steps = 6
@@ -719,9 +711,6 @@ def test_cache_node_leaves_its_input_model_alone(cache_node, comfy_nodes, get_ti
     assert last_stats(again)["summary"]["method"] == "fixed_interval"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CacheConfig.describe() (cache_core/config.py) hangs the 'step_mask=' branch on the dbcache check "
-    "instead of the knob chain, so every method but dbcache logs step_mask=medium"))
 @pytest.mark.parametrize("inputs, knob", [(dict(method="fixed_interval", interval=3), "interval=3"),
                                           (dict(method="first_block", threshold=0.2), "threshold=0.2")])
 def test_run_log_names_the_settings_used(inputs, knob, comfy_nodes, cache_node, get_tiny, caplog):
