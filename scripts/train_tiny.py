@@ -555,6 +555,15 @@ def train(args, log):
     log(f"[{arch}] {type(model).__name__} / {type(net).__name__}: {n_params / 1e6:.3f} M params, "
         f"sampling {type(model.model_sampling).__name__} shift {model.model_sampling.shift}")
     check_training_forward(arch, model, log)
+    previous = None
+    if args.init:
+        import safetensors.torch
+        state = safetensors.torch.load_file(args.init)
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+        init_meta = Path(args.init).with_suffix(".json")
+        if init_meta.is_file():
+            previous = json.loads(init_meta.read_text()).get("training")
+        log(f"[{arch}] continuing from {args.init}")
 
     topts = training_transformer_options(arch, net)
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -654,6 +663,9 @@ def train(args, log):
         "ema_loss_fixed_batch": round(ema_loss, 4),
         "torch": torch.__version__, "history": history,
     }
+    if args.init:
+        meta["training"]["init_from"] = str(args.init)
+        meta["training"]["previous"] = previous
     path = save_weights(arch, ema, Path(args.out), meta)
     log(f"[{arch}] wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return meta
@@ -673,6 +685,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--uncond-prob", type=float, default=0.1)
+    p.add_argument("--init", default=None, help="continue from weights saved by an earlier run (fresh optimiser)")
     p.add_argument("--log", default=None, help="log file (default /tmp/train_tiny_<arch>.log)")
     p.add_argument("--log-every", type=float, default=30.0, help="seconds between log lines")
     p.add_argument("--eval-per-class", type=int, default=30)
