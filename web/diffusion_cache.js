@@ -1,0 +1,335 @@
+// Diffusion Cache timeline: a widget on every "Diffusion Cache" node that shows,
+// live while the sampler runs, which steps were computed, reused or forecast
+// (one row per sampler run and conditioning branch), a per-block heat map for
+// block-level methods, and a summary line ("19/28 computed · 1.47x"). After a page
+// reload it shows the node's last run again from GET /diffusion_cache/runs.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import {
+  applyRun,
+  applyStep,
+  applyStored,
+  buildView,
+  createNodeState,
+  markStale,
+  nodeMatchesId,
+} from "./timeline_model.js";
+
+const NODE_TYPE = "DiffusionCache";
+const WIDGET_NAME = "diffusion_cache_timeline";
+const STEP_EVENT = "diffusion_cache.step";
+const RUN_EVENT = "diffusion_cache.run";
+const RUNS_ROUTE = "/diffusion_cache/runs";
+
+const ROW_H = 12;
+const GAP = 3;          // flex gap between the widget's lines
+const PAD = 8;          // top + bottom padding
+const HEAT_MAX_H = 72;
+const MARGIN = 6;       // around the widget inside the node
+
+/** event node id (execution id) -> state */
+const states = new Map();
+/** live widgets: {node, el, scheduled, render} */
+const widgets = new Set();
+
+function stateFor(id) {
+  const key = String(id);
+  let state = states.get(key);
+  if (!state) {
+    state = createNodeState();
+    states.set(key, state);
+  }
+  return state;
+}
+
+function rootGraph() {
+  const g = app.graph;
+  return g?.rootGraph ?? g ?? null;
+}
+
+function injectStyle() {
+  if (document.getElementById("diffusion-cache-style")) return;
+  const style = document.createElement("style");
+  style.id = "diffusion-cache-style";
+  style.textContent = `
+.dc-timeline { box-sizing: border-box; width: 100%; height: 100%; padding: 4px 6px; overflow: hidden;
+  font: 11px/1.3 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; color: var(--input-text, #ddd);
+  background: var(--comfy-input-bg, #222); border-radius: 6px; display: flex; flex-direction: column; gap: 3px; }
+.dc-timeline > * { flex: none; }
+.dc-summary { height: 15px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.dc-summary .dc-method { opacity: .65; }
+.dc-row { display: flex; align-items: center; gap: 4px; height: ${ROW_H}px; }
+.dc-label { flex: 0 0 56px; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; opacity: .8; font-size: 10px; }
+.dc-cells { flex: 1 1 auto; display: flex; gap: 1px; height: 100%; min-width: 0; }
+.dc-cell { flex: 1 1 0; min-width: 1px; height: 100%; border-radius: 2px; position: relative; background: #3a3a3a; }
+.dc-cell[data-state="computed"] { background: #2f9e5a; }
+.dc-cell[data-state="reused"] { background: #3b7dd8; }
+.dc-cell[data-state="forecast"] { background: #d9962b; }
+.dc-cell[data-state="pending"] { background: #3a3a3a; opacity: .6; }
+.dc-stage { position: absolute; left: 0; right: 0; bottom: 0; height: 3px; border-radius: 0 0 2px 2px; background: #eee; }
+.dc-stage[data-state="computed"] { background: #9be3b5; }
+.dc-stage[data-state="reused"] { background: #a9c8f5; }
+.dc-stage[data-state="forecast"] { background: #f5d39b; }
+.dc-heat { display: block; width: 100%; image-rendering: pixelated; border-radius: 2px; }
+.dc-heat-label { height: 13px; font-size: 10px; opacity: .7; white-space: nowrap; overflow: hidden; }
+.dc-legend { height: 13px; display: flex; gap: 8px; font-size: 10px; opacity: .75; white-space: nowrap; overflow: hidden; }
+.dc-legend i { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin-right: 3px; vertical-align: -1px; }
+.dc-empty { height: 15px; opacity: .6; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+`;
+  document.head.appendChild(style);
+}
+
+const COLORS = { computed: "#2f9e5a", cached: "#2b4f86", none: "#303030" };
+
+function drawHeat(canvas, heat) {
+  const blocks = heat.blocks;
+  const steps = Math.max(heat.steps, 1);
+  const cssH = heatCanvasHeight(heat);
+  canvas.width = steps;
+  canvas.height = blocks;
+  canvas.style.height = `${cssH}px`;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return;
+  ctx.fillStyle = COLORS.none;
+  ctx.fillRect(0, 0, steps, blocks);
+  heat.cols.forEach((mask, step) => {
+    if (!mask) return;
+    for (let b = 0; b < mask.length; b++) {
+      ctx.fillStyle = mask[b] === "1" ? COLORS.computed : COLORS.cached;
+      ctx.fillRect(step, b, 1, 1);
+    }
+  });
+}
+
+function heatCanvasHeight(heat) {
+  return Math.min(HEAT_MAX_H, Math.max(16, heat.blocks * 3));
+}
+
+/** Height of what renderInto draws: every line has a fixed height (see the style above). */
+function contentHeight(view) {
+  const lines = [15];                                   // summary
+  if (view.empty) lines.push(15);
+  for (let i = 0; i < view.rows.length; i++) lines.push(ROW_H);
+  for (const heat of view.heat) lines.push(13, heatCanvasHeight(heat));
+  lines.push(13);                                       // legend
+  return PAD + lines.reduce((a, b) => a + b, 0) + GAP * (lines.length - 1) + 2;
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = text;
+  return e;
+}
+
+function renderInto(root, view) {
+  root.replaceChildren();
+  const summary = el("div", "dc-summary");
+  summary.dataset.role = "summary";
+  summary.append(el("span", "dc-summary-text", view.summary.text));
+  if (view.methods.length) summary.append(el("span", "dc-method", ` · ${view.methods.join(", ")}`));
+  if (view.running) summary.append(el("span", "dc-method", " · running"));
+  root.append(summary);
+
+  if (view.empty) {
+    root.append(el("div", "dc-empty", "Run the workflow to see which steps the cache computed."));
+  }
+  for (const row of view.rows) {
+    const line = el("div", "dc-row");
+    line.dataset.run = String(row.run);
+    line.dataset.branch = row.branch;
+    line.dataset.sampler = String(row.sampler);
+    const label = el("span", "dc-label", row.label);
+    label.title = `sampler run ${row.sampler} (id ${row.run}), ${row.branch}`;
+    const cells = el("div", "dc-cells");
+    for (const c of row.cells) {
+      const cell = el("div", "dc-cell");
+      cell.dataset.step = String(c.step);
+      cell.dataset.state = c.state;
+      if (c.marked) {
+        cell.dataset.stages = c.stages.join(",");
+        const mark = el("span", "dc-stage");
+        mark.dataset.state = c.stages[c.stages.length - 1];
+        cell.append(mark);
+      }
+      cell.title = c.title;
+      cells.append(cell);
+    }
+    line.append(label, cells);
+    root.append(line);
+  }
+  view.heat.forEach((heat, i) => {
+    const sampler = view.rows.find((r) => r.run === heat.run)?.sampler ?? i + 1;
+    const caption = el("div", "dc-heat-label",
+      `blocks × steps${view.heat.length > 1 || view.rows.some((r) => r.sampler > 1) ? ` (S${sampler})` : ""}: ` +
+      `${heat.blocks} blocks`);
+    const canvas = el("canvas", "dc-heat");
+    canvas.dataset.run = String(heat.run);
+    canvas.dataset.blocks = String(heat.blocks);
+    canvas.title = heat.blockFraction
+      .map((f, b) => `block ${b}: ${f == null ? "-" : `${Math.round(f * 100)}% computed`}`).join("\n");
+    drawHeat(canvas, heat);
+    root.append(caption, canvas);
+  });
+  const legend = el("div", "dc-legend");
+  for (const [name, color] of [["computed", "#2f9e5a"], ["reused", "#3b7dd8"], ["forecast", "#d9962b"]]) {
+    const item = el("span");
+    const swatch = el("i");
+    swatch.style.background = color;
+    item.append(swatch, name);
+    legend.append(item);
+  }
+  legend.append(el("span", null, "▁ later stage"));
+  root.append(legend);
+}
+
+/** The states whose event id belongs to this node (several for a subgraph used twice). */
+function statesForNode(node) {
+  const root = rootGraph();
+  const out = [];
+  for (const [id, state] of states) {
+    try {
+      if (nodeMatchesId(node, id, root)) out.push([id, state]);
+    } catch (e) {
+      // a graph in the middle of being configured: match again on the next render
+    }
+  }
+  return out;
+}
+
+function mergedView(node) {
+  const matches = statesForNode(node);
+  if (matches.length === 0) return buildView(createNodeState());
+  if (matches.length === 1) return buildView(matches[0][1]);
+  // one node object, several subgraph instances: show their runs together
+  const merged = createNodeState();
+  for (const [, state] of matches) merged.runs.push(...state.runs);
+  return buildView(merged);
+}
+
+function renderWidget(w) {
+  w.scheduled = false;
+  if (!w.el.isConnected && !w.node.graph) return;
+  const view = mergedView(w.node);
+  renderInto(w.el, view);
+  w.el.dataset.nodeId = String(w.node.id);
+  w.el.dataset.evaluations = String(view.summary.evaluations);
+  const needed = contentHeight(view);
+  if (needed !== w.height) {
+    w.height = needed;
+    const size = w.node.size;
+    const min = w.node.computeSize?.();
+    if (size && min && min[1] > size[1]) w.node.setSize?.([size[0], min[1]]);
+    w.node.setDirtyCanvas?.(true, true);
+  }
+}
+
+function schedule(w) {
+  if (w.scheduled) return;
+  w.scheduled = true;
+  const run = () => { if (w.scheduled) renderWidget(w); };
+  requestAnimationFrame(run);
+  setTimeout(run, 250);   // also when the tab is in the background
+}
+
+function renderMatching(id) {
+  const root = rootGraph();
+  for (const w of widgets) {
+    let hit = false;
+    try { hit = nodeMatchesId(w.node, id, root); } catch (e) { hit = false; }
+    if (hit) schedule(w);
+  }
+}
+
+function renderAll() {
+  for (const w of widgets) schedule(w);
+}
+
+async function loadStoredRuns() {
+  let data;
+  try {
+    const res = await api.fetchApi(RUNS_ROUTE, { cache: "no-store" });
+    if (!res.ok) return;
+    data = await res.json();
+  } catch (e) {
+    return;   // older server without the route, or offline: nothing to restore
+  }
+  for (const [id, entries] of Object.entries(data?.nodes ?? {})) applyStored(stateFor(id), entries);
+  renderAll();
+}
+
+function addTimeline(node) {
+  injectStyle();
+  const root = el("div", "dc-timeline");
+  root.dataset.diffusionCache = "timeline";
+  const w = { node, el: root, scheduled: false, height: 0 };
+  const widget = node.addDOMWidget(WIDGET_NAME, "diffusion_cache_timeline", root, {
+    serialize: false,
+    hideOnZoom: true,
+    getValue: () => "",
+    setValue: () => {},
+    margin: MARGIN,
+    // the element gets the widget's height less a margin above and below
+    getMinHeight: () => (w.height || contentHeight(buildView(createNodeState()))) + 2 * MARGIN,
+    getMaxHeight: () => (w.height || contentHeight(buildView(createNodeState()))) + 2 * MARGIN + 24,
+  });
+  widget.serialize = false;   // not part of widgets_values (they follow the node's inputs)
+  w.widget = widget;
+  widgets.add(w);
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    widgets.delete(w);
+    return onRemoved?.apply(this, arguments);
+  };
+  const onConfigure = node.onConfigure;
+  node.onConfigure = function () {
+    const r = onConfigure?.apply(this, arguments);
+    schedule(w);
+    return r;
+  };
+  schedule(w);
+}
+
+api.addEventListener(STEP_EVENT, ({ detail }) => {
+  if (!detail || detail.node == null) return;
+  applyStep(stateFor(detail.node), detail);
+  renderMatching(detail.node);
+});
+
+api.addEventListener(RUN_EVENT, ({ detail }) => {
+  if (!detail || detail.node == null) return;
+  applyRun(stateFor(detail.node), detail);
+  renderMatching(detail.node);
+});
+
+api.addEventListener("execution_start", () => {
+  // a new prompt: each node's timeline restarts at its first event of this prompt
+  for (const state of states.values()) markStale(state);
+});
+
+app.registerExtension({
+  name: "DiffusionCache.Timeline",
+  async setup() {
+    await loadStoredRuns();
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== NODE_TYPE) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onNodeCreated?.apply(this, arguments);
+      addTimeline(this);
+      return r;
+    };
+  },
+  async afterConfigureGraph() {
+    renderAll();
+  },
+});
+
+// for tests and for other extensions that want to read what the widget shows
+window.diffusionCacheTimeline = {
+  states,
+  widgets,
+  reload: loadStoredRuns,
+  renderAll,
+};
