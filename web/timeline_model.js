@@ -119,14 +119,16 @@ export function applyRun(state, data) {
 
 /**
  * Load the runs the server stored for this node (after a page reload). Only the
- * runs of the newest prompt are kept (two samplers may share one cached model);
- * a state that already has live runs is left alone.
+ * runs of the newest prompt are kept (two samplers may share one cached model).
+ * A state that already has live runs only gets the evaluations of those same runs
+ * that it missed (the page was opened in the middle of a run).
  */
 export function applyStored(state, entries) {
-  if (!Array.isArray(entries) || entries.length === 0 || state.runs.length > 0) return state;
+  if (!Array.isArray(entries) || entries.length === 0) return state;
   const ordered = [...entries].sort((a, b) => (a.started ?? 0) - (b.started ?? 0));
   const last = ordered[ordered.length - 1];
   const group = last.prompt != null ? ordered.filter((e) => e.prompt === last.prompt) : [last];
+  if (state.runs.length > 0) return fillMissed(state, group);
   state.prompt = last.prompt ?? null;
   state.stale = false;
   for (const entry of group.slice(-MAX_RUNS)) {
@@ -144,6 +146,34 @@ export function applyStored(state, entries) {
     for (const e of run.evals) run.total = Math.max(run.total, e.step + 1);
   }
   state.version += 1;
+  return state;
+}
+
+const evalKey = (e) => `${e.step}:${e.stage}:${e.branches.join(",")}`;
+
+// The page opened while a run was going: live events came first, so add what the
+// server recorded before them (same run ids only; live data always wins).
+function fillMissed(state, group) {
+  let changed = false;
+  for (const entry of group) {
+    const run = state.runs.find((r) => r.run === (entry.run ?? null));
+    if (!run) continue;
+    const have = new Set(run.evals.map(evalKey));
+    const missed = (entry.records || []).map(cleanEval).filter((e) => !have.has(evalKey(e)));
+    if (missed.length) {
+      run.evals = [...missed, ...run.evals].sort((a, b) => a.step - b.step || a.stage - b.stage)
+        .slice(0, MAX_EVALS);
+      for (const e of run.evals) run.total = Math.max(run.total, e.step + 1);
+      changed = true;
+    }
+    if (entry.summary && !run.summary) {
+      run.summary = { ...entry.summary };
+      run.method = entry.summary.method ?? run.method;
+      run.done = true;
+      changed = true;
+    }
+  }
+  if (changed) state.version += 1;
   return state;
 }
 

@@ -237,14 +237,10 @@ try {
       const node = app.graph.getNodeById(Number(id));
       const { node: holder, subgraph } = app.graph.convertToSubgraph(new Set([node]));
       const inner = subgraph.nodes.find((n) => n.type === "DiffusionCache");
-      // new inputs, so ComfyUI runs the cache node (now "<holder>:<id>") and the sampler again
+      // a new input, so ComfyUI runs the cache node (now "<holder>:<id>") and its sampler again
       // instead of answering from its output cache
       const threshold = inner.widgets.find((w) => w.name === "threshold");
       threshold.value = Number(threshold.value) + 0.005;
-      for (const ks of app.graph.nodes.filter((n) => n.type === "KSampler")) {
-        const seed = ks.widgets.find((w) => w.name === "seed");
-        seed.value = Number(seed.value) + 1;
-      }
       const before = window.__dcE2E.done.length;
       window.__dcE2E.events.length = 0;
       await app.queuePrompt(0, 1);

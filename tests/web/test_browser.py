@@ -5,12 +5,16 @@ browser session (tests/web/e2e.mjs, playwright-core) serve every test in this mo
 
 * every UI workflow in workflows/ loads in the frontend with no missing node type, and
   its widget values survive the load unchanged and match /object_info;
-* the tiny Flux demo, queued from the UI, draws a timeline whose cells are exactly the
-  decisions GET /diffusion_cache/runs recorded, and it was drawn while sampling ran;
+* the tiny Flux demo (workflows/tiny_flux_demo.json, or the same kind of graph built
+  from /object_info when that file is missing or out of step with the nodes), queued
+  from the UI, draws a timeline whose cells are exactly the decisions
+  GET /diffusion_cache/runs recorded, and it was drawn while sampling ran;
 * after a page reload the widget shows the same run again, from the stored runs;
 * a cache node moved into a subgraph gets its events (sent with the subgraph path id);
+* two samplers sharing one cached model give two runs, S1 and S2, under one node;
 * the browser logged no errors (network 404s of optional files are not errors of ours);
-* a screenshot of the node is written to docs/timeline.png.
+* a screenshot of the two-sampler timeline is written to docs/timeline.png
+  (or to $DIFFUSION_CACHE_SCREENSHOT).
 
 Skips with the reason when Chromium, Node.js, playwright-core (``npm ci``), ComfyUI,
 the server's Python dependencies or the tiny model weights are missing.
@@ -375,8 +379,3 @@ def test_screenshot_written(report):
     _needs_run(report)
     assert report.get("screenshot"), "no screenshot taken"
     assert SCREENSHOT.is_file() and SCREENSHOT.stat().st_size > 2000
-
-
-def test_session_time(report):
-    # the whole browser session (page loads, ten workflows, three runs, reload) stays well under 3 min
-    assert report["elapsed"] < 180, report.get("timings")

@@ -166,6 +166,22 @@ test("stored runs: only the newest prompt, never over live data", () => {
   assert.deepEqual(live.runs.map((r) => r.run), [9]);
 });
 
+test("stored runs fill in what a page opened mid-run missed", () => {
+  const s = createNodeState();
+  applyStep(s, step({ run: 4, step: 2, prompt: "p" }));
+  applyStep(s, step({ run: 4, step: 3, prompt: "p", decision: "reused" }));
+  const stored = [{ node: "7", run: 4, prompt: "p", started: 1, done: false, total: 4,
+    records: [0, 1, 2].map((i) => ({ step: i, stage: 0, decision: i === 1 ? "reused" : "computed",
+      branches: ["cond", "uncond"], blocks_computed: 4, blocks_total: 4 })), summary: null },
+  { node: "7", run: 3, prompt: "old", started: 0, done: true, total: 4, records: [], summary: {} }];
+  applyStored(s, stored);
+  assert.deepEqual(s.runs.map((r) => r.run), [4]);
+  assert.deepEqual(s.runs[0].evals.map((e) => e.step), [0, 1, 2, 3]);
+  assert.deepEqual(rowCells(s.runs[0], "cond").map((c) => c.state), ["computed", "reused", "computed", "reused"]);
+  applyStored(s, stored);   // idempotent
+  assert.equal(s.runs[0].evals.length, 4);
+});
+
 test("unknown decisions and junk events do not break the state", () => {
   const s = createNodeState();
   applyStep(s, null);
