@@ -152,6 +152,7 @@ def cache_node_class():
                 ],
                 outputs=[io.Model.Output(tooltip="The model with the cache attached.")],
                 hidden=[io.Hidden.unique_id],
+                not_idempotent=True,   # the output carries this node's id (events), so never share it
             )
 
         @classmethod

@@ -41,6 +41,7 @@ def calibrate_node_class():
                 ],
                 outputs=[io.Model.Output(tooltip="The same model, recording while it samples.")],
                 hidden=[io.Hidden.unique_id],
+                not_idempotent=True,
             )
 
         @classmethod

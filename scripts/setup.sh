@@ -35,6 +35,18 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   "$PY" -m pip install --quiet -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
   echo "$WANT" > "$STAMP"
 fi
+# browser tests: Debian's Chromium and playwright-core (never a downloaded browser build)
+if [ -z "${DIFFUSION_CACHE_NO_BROWSER:-}" ]; then
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "[setup] installing Debian's chromium for the browser test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "[setup] chromium could not be installed; the browser test will be skipped" >&2
+  fi
+  if command -v npm >/dev/null 2>&1 && [ ! -d "$ROOT/node_modules/playwright-core" ]; then
+    echo "[setup] npm ci (playwright-core)"
+    (cd "$ROOT" && npm ci --silent --no-audit --no-fund) || echo "[setup] npm ci failed; the browser test will be skipped" >&2
+  fi
+fi
 if [ -z "$COMFY" ]; then
   echo "[setup] WARNING: no ComfyUI found or cloned; host tests will be skipped. Set COMFYUI_PATH." >&2
 else
