@@ -55,17 +55,23 @@ CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model b
 # method -> knob values to sweep ("full" run and --quick), plus fixed node inputs.
 # The knob is METHODS[method]["knob"]: "threshold", "interval" or "step_mask".
 SWEEPS: dict[str, dict] = {
-    "first_block": {"full": [0.03, 0.05, 0.08, 0.12, 0.2], "quick": [0.05, 0.12]},
-    "dbcache": {"full": [0.04, 0.08, 0.16, 0.3], "quick": [0.08, 0.3]},
-    "dbcache_hybrid": {"full": [0.06, 0.12, 0.24, 0.4], "quick": [0.12, 0.4]},
+    "first_block": {"full": [0.08, 0.12, 0.2, 0.3, 0.5], "quick": [0.12, 0.3]},
+    "dbcache": {"full": [0.08, 0.16, 0.3, 0.5], "quick": [0.16, 0.5]},
+    "dbcache_hybrid": {"full": [0.12, 0.24, 0.4, 0.6], "quick": [0.24, 0.6]},
     "delta_dit": {"full": [2, 3, 4], "quick": [2, 4]},
-    "teacache": {"full": [0.1, 0.2, 0.4, 0.8], "quick": [0.2, 0.8],
+    "deepcache": {"full": [2, 3, 4], "quick": [3]},
+    "taylorseer": {"full": [2, 3, 4, 6], "quick": [3, 6]},
+    "hicache": {"full": [2, 3, 4, 6], "quick": [4]},
+    "foca": {"full": [2, 3, 4, 6], "quick": [4]},
+    "freqca": {"full": [2, 3, 4, 6], "quick": [4]},
+    "speca": {"full": [0.02, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
+    "teacache": {"full": [0.02, 0.05, 0.1, 0.2, 0.4], "quick": [0.05, 0.2],
                  "inputs": {"profile": CALIBRATED}},
-    "magcache": {"full": [0.03, 0.06, 0.12, 0.24], "quick": [0.06, 0.24],
+    "magcache": {"full": [0.015, 0.03, 0.06, 0.12, 0.24], "quick": [0.03, 0.12],
                  "inputs": {"profile": CALIBRATED}},
     "easycache": {"full": [0.025, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
     "fixed_interval": {"full": [2, 3, 4], "quick": [2, 4]},
-    "step_mask": {"full": ["slow", "medium", "fast", "ultra"], "quick": ["medium", "ultra"]},
+    "step_mask": {"full": ["slow", "medium", "fast", "ultra"], "quick": ["slow", "fast"]},
 }
 
 # ComfyUI's own cache nodes, run through their node classes with their default window.
@@ -101,20 +107,21 @@ class Row:
     method: str
     setting: str
     inputs: dict
-    compute_fraction: float
-    calls_computed: int
-    calls_total: int
-    wall_speedup: float
-    uncached_s: float
-    cached_s: float
-    psnr_db: float | None          # None: identical to the uncached images
-    ssim: float
-    extra_mem_mb: float            # the cache's own tensors, peak
-    delta_peak_mb: float | None    # process-level peak (RSS or CUDA), cached minus uncached
-    kind: str = "ours"             # "ours" or "baseline"
+    compute_fraction: float | None = None
+    calls_computed: int | None = None
+    calls_total: int | None = None
+    wall_speedup: float | None = None
+    uncached_s: float | None = None
+    cached_s: float | None = None
+    psnr_db: float | None = None          # None: identical to the uncached images (or an error)
+    ssim: float | None = None
+    extra_mem_mb: float | None = None     # the cache's own tensors, peak
+    delta_peak_mb: float | None = None    # process-level peak (RSS or CUDA), cached minus uncached
+    kind: str = "ours"                    # "ours" or "baseline"
     times_uncached: list = field(default_factory=list)
     times_cached: list = field(default_factory=list)
-    steps_decisions: str = ""      # one letter per evaluation: C computed, R reused, F forecast
+    steps_decisions: str = ""             # one letter per evaluation: C computed, R reused, F forecast
+    error: str | None = None              # the exception, when this setting could not run
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -421,6 +428,42 @@ def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_comput
                times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions)
 
 
+def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: str | None, opts: Options):
+    """(kind, method, setting, inputs, run) for every row of one model; ``run()`` measures it."""
+    import nodes
+    pack = bench.pack
+    for method in ours:
+        knob, values, fixed = sweep_for(method, opts.quick)
+        for value in values:
+            inputs = {"method": method, knob: value}
+            inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
+
+            def run(method=method, inputs=inputs, setting=f"{knob}={fmt_value(value)}"):
+                cached = bench.counter.attach(pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
+                holder = cached.model_options["transformer_options"]["diffusion_cache"]
+                m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats)
+                records = m["stats"]["records"]
+                summary = m["stats"]["summary"]
+                return _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
+                            sum(1 for r in records if r["decision"] == "computed"), len(records),
+                            summary["peak_cache_mb"], "".join(r["decision"][0].upper() for r in records))
+            yield "ours", method, f"{knob}={fmt_value(value)}", inputs, run
+    for name in baselines:
+        spec = BASELINES[name]
+        for value in spec["quick" if opts.quick else "full"]:
+            inputs = {spec["knob"]: value, **spec.get("inputs", {})}
+
+            def run(name=name, spec=spec, inputs=inputs, setting=f"{spec['knob']}={fmt_value(value)}"):
+                out = nodes.NODE_CLASS_MAPPINGS[spec["node"]].execute(bench.base, **inputs)
+                cached = bench.counter.attach(out.result[0] if hasattr(out, "result") else out[0])
+                m = _measure(bench, cached, bench.reference, opts.repeats, lambda: None)
+                total = m["uncached_calls"]
+                return _row(bench, name, setting, {"node": spec["node"], **inputs}, m, "baseline",
+                            m["cached_calls"] / total if total else 1.0, m["cached_calls"], total,
+                            m["holder_bytes"] / 2 ** 20)
+            yield "baseline", name, f"{spec['knob']}={fmt_value(value)}", {"node": spec["node"], **inputs}, run
+
+
 def run_benchmark(opts: Options) -> dict:
     """Run the benchmark; returns ``{"environment", "config", "rows"}`` (rows as dicts)."""
     opts.repeats = max(3, opts.repeats or (3 if opts.quick else 5))
@@ -473,6 +516,8 @@ def run_benchmark(opts: Options) -> dict:
     try:
         for model_name in models:
             bench = ModelBench(model_name, opts)
+            config.setdefault("sampling", {})[model_name] = {
+                "sampler_name": bench.sampler, "scheduler": bench.scheduler, "steps": bench.steps, "cfg": bench.cfg}
             log(opts, f"[{model_name}] {bench.steps} steps, cfg {bench.cfg:g}, {bench.sampler}/{bench.scheduler}, "
                       f"batch {opts.batch}, seed {opts.seed}")
             bench.sample(bench.uncached)                      # warm-up
@@ -481,7 +526,7 @@ def run_benchmark(opts: Options) -> dict:
                 ref_samples, _ = bench.sample(bench.uncached)
             bench.uncached_calls = bench.counter.calls
             bench.uncached_peak_mb = mem.peak_mb
-            reference = bench.decode(ref_samples)
+            bench.reference = bench.decode(ref_samples)
             again, _ = bench.sample(bench.uncached)
             if not torch.equal(again, ref_samples):
                 log(opts, "  warning: two uncached runs differ; sampling is not deterministic here")
@@ -489,41 +534,14 @@ def run_benchmark(opts: Options) -> dict:
             if any(m in ("teacache", "magcache") for m in ours):
                 profile = _calibrate(bench, opts)
 
-            for method in ours:
-                knob, values, fixed = sweep_for(method, opts.quick)
-                for value in values:
-                    inputs = {"method": method, knob: value}
-                    inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
-                    setting = f"{knob}={fmt_value(value)}"
-                    cached = bench.counter.attach(
-                        pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
-                    holder = cached.model_options["transformer_options"]["diffusion_cache"]
-                    m = _measure(bench, cached, reference, opts.repeats, lambda: holder.last_stats)
-                    stats = m["stats"]
-                    records = stats["records"]
-                    calls_computed = sum(1 for r in records if r["decision"] == "computed")
-                    letters = "".join(r["decision"][0].upper() for r in records)
-                    row = _row(bench, method, setting, inputs, m, "ours",
-                               stats["summary"]["compute_fraction"], calls_computed, len(records),
-                               stats["summary"]["peak_cache_mb"], letters)
-                    rows.append(row)
-                    log(opts, "  " + short_line(row))
-
-            for name in baselines:
-                spec = BASELINES[name]
-                node_cls = nodes.NODE_CLASS_MAPPINGS[spec["node"]]
-                values = spec["quick" if opts.quick else "full"]
-                for value in values:
-                    inputs = {spec["knob"]: value, **spec.get("inputs", {})}
-                    out = node_cls.execute(bench.base, **inputs)
-                    cached = bench.counter.attach(out.result[0] if hasattr(out, "result") else out[0])
-                    m = _measure(bench, cached, reference, opts.repeats, lambda: None)
-                    total = m["uncached_calls"]
-                    fraction = m["cached_calls"] / total if total else 1.0
-                    row = _row(bench, name, f"{spec['knob']}={fmt_value(value)}", {"node": spec["node"], **inputs},
-                               m, "baseline", fraction, m["cached_calls"], total, m["holder_bytes"] / 2 ** 20)
-                    rows.append(row)
-                    log(opts, "  " + short_line(row))
+            for kind, method, setting, inputs, run_case in _cases(bench, ours, baselines, profile, opts):
+                try:
+                    row = run_case()
+                except Exception as e:  # one broken method or baseline must not end the benchmark
+                    row = Row(model=model_name, method=method, setting=setting, inputs=inputs, kind=kind,
+                              error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+                rows.append(row)
+                log(opts, "  " + short_line(row))
     finally:
         folder_paths.set_user_directory(user_dir_before)
         scratch.cleanup()
@@ -535,6 +553,8 @@ def run_benchmark(opts: Options) -> dict:
 # ----------------------------------------------------------------------------- output
 
 def short_line(row: Row) -> str:
+    if row.error:
+        return f"{row.method:18s} {row.setting:18s} FAILED: {row.error}"
     psnr = "identical" if row.psnr_db is None else f"{row.psnr_db:.2f} dB"
     return (f"{row.method:18s} {row.setting:18s} calls {row.calls_computed:3d}/{row.calls_total:<3d} "
             f"blocks {row.compute_fraction:.3f}  speedup {row.wall_speedup:.2f}x  PSNR {psnr}  SSIM {row.ssim:.4f}")
@@ -562,9 +582,14 @@ def header_lines(result: dict) -> list[str]:
         f"{' (steps overridden: ' + str(cfg['steps']) + ')' if cfg['steps'] else ''}, batch {cfg['batch']} "
         f"(digits 0-9 cycled), seed {cfg['seed']}, {cfg['repeats']} timed repeats per setting"
         f"{', quick sweep' if cfg['quick'] else ''}",
-        "- TeaCache and MagCache use a profile calibrated on the same model and step count "
-        "(Diffusion Cache Calibrate); ComfyUI's EasyCache / LazyCache nodes run with their default "
-        "window (start 0.15, end 0.95)",
+    ]
+    if any(m in ("teacache", "magcache") for m in cfg["methods"]):
+        lines.append("- TeaCache and MagCache use a profile calibrated on the same model and step count "
+                     "(Diffusion Cache Calibrate node)")
+    if cfg["baselines"]:
+        lines.append("- ComfyUI's built-in nodes (" + ", ".join(BASELINES[b]["node"] for b in cfg["baselines"])
+                     + ") run with their default window (start 0.15, end 0.95)")
+    lines += [
         f"- command: `{cfg['command']}`; total time {env.get('seconds', '?')} s",
     ]
     return lines
@@ -575,6 +600,10 @@ def markdown_table(result: dict) -> str:
             "|---|---|---|---|---|---|---|---|---|---|")
     out = [head]
     for r in result["rows"]:
+        if r.get("error"):
+            method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
+            out.append(f"| {r['model']} | {method} | {r['setting']} | failed: {r['error'][:120]} |  |  |  |  |  |  |")
+            continue
         psnr = "inf" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
         delta = "n/a" if r["delta_peak_mb"] is None else f"{r['delta_peak_mb']:+.1f}"
         method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
@@ -587,8 +616,15 @@ def markdown_table(result: dict) -> str:
 def uncached_lines(result: dict) -> list[str]:
     by_model = {}
     for r in result["rows"]:
+        if r.get("error"):
+            continue
         by_model.setdefault(r["model"], []).extend(r["times_uncached"])
-    return [f"- {m}: uncached run median {statistics.median(t):.3f} s over {len(t)} timed runs"
+    sampling = result["config"].get("sampling", {})
+
+    def settings(m):
+        s = sampling.get(m)
+        return f"{s['sampler_name']}/{s['scheduler']}, {s['steps']} steps, cfg {s['cfg']:g}; " if s else ""
+    return [f"- {m}: {settings(m)}uncached run median {statistics.median(t):.3f} s over {len(t)} timed runs"
             for m, t in by_model.items()]
 
 
@@ -616,7 +652,7 @@ def plot_pareto(result: dict, path: str | Path) -> Path:
                                                 ("ideal", "ideal speedup: 1 / block fraction (x)"))):
             ax = axes[row_i][col]
             for mi, method in enumerate(methods):
-                pts = [r for r in rows if r["model"] == model and r["method"] == method]
+                pts = [r for r in rows if r["model"] == model and r["method"] == method and not r.get("error")]
                 if not pts:
                     continue
                 xs = [r["wall_speedup"] if xkey == "wall_speedup" else 1.0 / max(r["compute_fraction"], 1e-6)

@@ -443,9 +443,14 @@ def run_demo(workflow: Path = API_WORKFLOW, out_dir: Path = OUT_DIR, repeats: in
     sampler = prompt[roles["cached"]]["inputs"]
     cache_inputs = prompt[roles["cache"]]["inputs"]
     say(f"ComfyUI: {comfy_host.find_comfyui()}  |  torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    say(f"workflow: {Path(workflow).relative_to(REPO_ROOT) if Path(workflow).is_relative_to(REPO_ROOT) else workflow}"
-        f" - {sampler['steps']} steps {sampler['sampler_name']}/{sampler['scheduler']}, cfg {sampler['cfg']}, "
-        f"cache method {cache_inputs.get('method')} (threshold {cache_inputs.get('threshold')}, 0 = default)")
+    method_name = cache_inputs.get("method")
+    knob = pack.cache_core.config.METHODS.get(method_name, {}).get("knob", "threshold")
+    knob_text = f"{knob} {cache_inputs.get(knob)}" + (" = the method's default" if knob == "threshold"
+                                                       and not cache_inputs.get(knob) else "")
+    shown = Path(workflow).resolve()
+    shown = shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown
+    say(f"workflow: {shown} - {sampler['steps']} steps {sampler['sampler_name']}/{sampler['scheduler']}, "
+        f"cfg {sampler['cfg']}, cache method {method_name} ({knob_text})")
 
     # 1. the workflow itself: writes the images
     t0 = time.perf_counter()
