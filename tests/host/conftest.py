@@ -38,3 +38,19 @@ def comfy_nodes():
 def pack(comfy_nodes):
     """This pack, loaded through ComfyUI's own custom-node loader."""
     return comfy_host.load_pack()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """One folder for the tiny architecture instances of the whole session."""
+    return tmp_path_factory.mktemp("tiny_archs")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Host tests run torch on one thread: steadier timing on small CPUs, same results."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,11 +9,6 @@ STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("block_level")
-
-
-@pytest.fixture(scope="module")
 def build(comfy_nodes, pack):
     return pack.nodes.cache_node.build_cached_model
 

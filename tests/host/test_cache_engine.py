@@ -39,17 +39,6 @@ DEFAULTS = dict(method="fixed_interval", threshold=0.0, interval=2, step_mask="m
 # fixtures and helpers
 # --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiny_archs")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,6 @@ import tiny_archs  # noqa: E402
 ARCHS = tiny_archs.ARCHS
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiny_archs")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=ARCHS)
