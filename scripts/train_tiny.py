@@ -178,17 +178,16 @@ class DigitClassifier:
         self.weight, self.bias, self.mean = weight, bias, mean
 
     @classmethod
-    def fit(cls, images=None, labels=None, l2=1e-3, iters=150, seed=0):
+    def fit(cls, images=None, labels=None, l2=1e-3, iters=150):
         import torch
         if images is None:
             images, labels = load_mnist()
-        g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             roundtrip = model_latent_to_images(images_to_model_latent(images))
             x = to_classifier_input(roundtrip)
         mean = x.mean(0)
         x = x - mean
-        w = (torch.randn(784, NUM_CLASSES, generator=g) * 0.0).requires_grad_(True)
+        w = torch.zeros(784, NUM_CLASSES, requires_grad=True)
         b = torch.zeros(NUM_CLASSES, requires_grad=True)
         opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=iters, history_size=20,
                                 line_search_fn="strong_wolfe")

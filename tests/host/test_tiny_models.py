@@ -19,9 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_DIR = REPO_ROOT / "models" / "tiny"
 MODELS = ["flux_tiny", "wan_tiny"]
 PER_CLASS = 3
-# Classifier accuracy of this exact test (seed 0, 3 samples per digit, recommended
-# settings) was 1.00 (Flux) and 0.97 (Wan); the floors leave room for CPU numerics.
-ACCURACY_FLOOR = {"flux_tiny": 0.7, "wan_tiny": 0.7}
+# Measured with this exact test (seed 0, 3 samples per digit, recommended settings):
+# Flux 1.00, Wan 0.80; over seeds 1-5: Flux 0.97-1.00, Wan 0.73-0.87 (MODEL_CARD.md).
+# The floors sit well below that, so they catch broken loading/sampling, not noise.
+ACCURACY_FLOOR = {"flux_tiny": 0.8, "wan_tiny": 0.55}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,8 @@ def test_nodes_execute(tiny, name):
         schema = cls.GET_SCHEMA()
         assert schema.category == "Diffusion Cache/tiny models"
         assert all(inp.tooltip for inp in schema.inputs), cls.__name__
+        info = cls.GET_NODE_INFO_V1()  # what ComfyUI's /object_info serves
+        assert info["category"] == "Diffusion Cache/tiny models"
     assert [loader.GET_SCHEMA().node_id, digits_node.GET_SCHEMA().node_id, decode.GET_SCHEMA().node_id] == [
         "DiffusionCacheTinyModelLoader", "DiffusionCacheTinyDigits", "DiffusionCacheTinyDecode"]
 
