@@ -20,7 +20,7 @@ reported:
 * delta peak MB: the process-level cost, peak memory during a cached run minus
   peak during an uncached run, both relative to the run's start (CPU: resident set
   size from /proc, sampled every 2 ms; CUDA: ``torch.cuda.max_memory_allocated``).
-  On CPU it is noisy at the 1 MB level.
+  On CPU, allocator reuse makes it noisy by a few MB either way.
 
     python scripts/benchmark.py --quick
     python scripts/benchmark.py --json out/benchmark.json --plot docs/pareto.png --markdown docs/benchmark.md
@@ -567,7 +567,7 @@ COLUMNS_NOTE = (
     "after a warm-up run; *PSNR*, *SSIM* = decoded images vs the uncached images of the same seed "
     "(inf = identical); *cache MB* = peak size of the tensors the cache holds; *delta peak MB* = peak "
     "memory above the run's start during a cached run minus the same for an uncached run (CPU: resident "
-    "set size sampled every 2 ms, noisy at the 1 MB level; CUDA: allocated memory).")
+    "set size sampled every 2 ms; allocator reuse makes it noisy by a few MB either way; CUDA: allocated memory).")
 
 
 def header_lines(result: dict) -> list[str]:
@@ -628,9 +628,31 @@ def uncached_lines(result: dict) -> list[str]:
             for m, t in by_model.items()]
 
 
+# what is known about a baseline's failure, shown under the table when it fails
+KNOWN_FAILURES = {
+    "comfyui_easycache": "on a skipped step, ComfyUI 0.3.64's EasyCache adds each condition's cached difference "
+                         "to the whole batch (comfy_extras/nodes_easycache.py, apply_cache_diff), which fails when "
+                         "batched CFG carries more than one image per condition",
+}
+
+
+def failure_lines(result: dict) -> list[str]:
+    failed = {}
+    for r in result["rows"]:
+        if r.get("error"):
+            failed.setdefault((r["method"], r["error"]), []).append(f"{r['model']} {r['setting']}")
+    return [f"- {method} failed in {len(where)} setting(s) ({', '.join(where)}): `{error}`"
+            + (f"; {KNOWN_FAILURES[method]}" if method in KNOWN_FAILURES else "")
+            for (method, error), where in failed.items()]
+
+
 def report(result: dict) -> str:
-    return "\n".join(header_lines(result) + uncached_lines(result) + ["", markdown_table(result), "",
-                                                                       COLUMNS_NOTE, ""])
+    lines = header_lines(result) + uncached_lines(result) + ["", markdown_table(result), "", COLUMNS_NOTE]
+    failures = failure_lines(result)
+    if failures:
+        lines += ["", "Settings that could not run (the exception is reported, the benchmark goes on):", ""]
+        lines += failures
+    return "\n".join(lines + [""])
 
 
 PSNR_CAP = 60.0
@@ -645,8 +667,9 @@ def plot_pareto(result: dict, path: str | Path) -> Path:
     models = list(dict.fromkeys(r["model"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     markers = "osD^vP*Xh<>p"
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(2, len(models), figsize=(max(8.0, 6.5 * len(models)), 10.5), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    colours = [cmap(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
+    fig, axes = plt.subplots(2, len(models), figsize=(max(8.0, 6.5 * len(models)), 11.5), squeeze=False)
     for col, model in enumerate(models):
         for row_i, (xkey, xlabel) in enumerate((("wall_speedup", "wall-clock speedup (x)"),
                                                 ("ideal", "ideal speedup: 1 / block fraction (x)"))):
@@ -660,10 +683,10 @@ def plot_pareto(result: dict, path: str | Path) -> Path:
                 ys = [PSNR_CAP if r["psnr_db"] is None else min(r["psnr_db"], PSNR_CAP) for r in pts]
                 baseline = pts[0]["kind"] == "baseline"
                 colour = colours[mi % len(colours)]
-                ax.plot(xs, ys, "--" if baseline else "-", color=colour, alpha=0.6, linewidth=1.2)
+                ax.plot(xs, ys, "--" if baseline else "-", color=colour, alpha=0.7, linewidth=1.2,
+                        label=(method + (" (ComfyUI)" if baseline else "")) if row_i == 0 and col == 0 else None)
                 for j, (x, y, r) in enumerate(zip(xs, ys, pts)):
-                    ax.plot(x, y, markers[j % len(markers)], color=colour, markersize=6,
-                            label=(method + (" (ComfyUI)" if baseline else "")) if j == 0 else None)
+                    ax.plot(x, y, markers[j % len(markers)], color=colour, markersize=6)
                     ax.annotate(r["setting"].split("=", 1)[-1], (x, y), textcoords="offset points",
                                 xytext=(4, 3), fontsize=6, color=colour)
             ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
@@ -671,13 +694,14 @@ def plot_pareto(result: dict, path: str | Path) -> Path:
             ax.set_ylabel(f"PSNR vs uncached (dB; identical plotted at {PSNR_CAP:g})")
             ax.set_title(f"{model}: {'measured' if row_i == 0 else 'ideal'} speed vs quality")
             ax.grid(True, alpha=0.3)
-            if row_i == 0 and col == 0:
-                ax.legend(fontsize=7, loc="lower left")
     env = result["environment"]
     fig.suptitle(f"Diffusion Cache on the tiny models (torch {env['torch']}, {env['torch_threads']} thread(s), "
                  f"{env['device']})\nmarkers: settings in sweep order, labelled with the knob value; "
                  f"dashed: ComfyUI's built-in nodes", fontsize=10)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, max(1, len(labels))), fontsize=8, frameon=False)
+    rows_of_legend = math.ceil(len(labels) / 6)
+    fig.tight_layout(rect=(0, 0.025 * rows_of_legend + 0.01, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -707,6 +731,8 @@ def argv_used(opts: Options) -> list[str]:
 def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--from-json", metavar="PATH",
+                   help="do not run: re-render the table / plot / markdown from a JSON written by --json")
     p.add_argument("--quick", action="store_true", help="fewer settings, 3 repeats, batch 4 (a few minutes)")
     p.add_argument("--json", help="write the rows (and environment) as JSON to this path")
     p.add_argument("--plot", help="write a Pareto plot (PNG) to this path")
@@ -729,10 +755,13 @@ def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
 
 def main(argv=None) -> int:
     opts, a = parse_args(argv)
-    result = run_benchmark(opts)
+    if a.from_json:
+        result = json.loads(Path(a.from_json).read_text())
+    else:
+        result = run_benchmark(opts)
     text = report(result)
     print(text)
-    if a.json:
+    if a.json and not a.from_json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=1))
         log(opts, f"wrote {a.json}")
