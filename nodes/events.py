@@ -13,6 +13,7 @@ only, never tensors, and is bounded in nodes, runs per node and records per run.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,12 +33,25 @@ _STEP_KEYS = ("step", "stage", "sigma", "branches", "decision", "metric", "thres
 _SUMMARY_SKIP = ("node", "run", "steps")
 
 
+_PROMPT_SERVER = None      # the PromptServer class once found
+_IMPORT_FAILED = False     # remembered: a failing import must not be retried on every step
+
+
 def _server():
-    try:
-        from server import PromptServer
-    except Exception:
-        return None
-    return getattr(PromptServer, "instance", None)
+    """ComfyUI's running PromptServer, or None (tests, scripts). Cheap on the hot path."""
+    global _PROMPT_SERVER, _IMPORT_FAILED
+    if _PROMPT_SERVER is None:
+        module = sys.modules.get("server")
+        if module is None and not _IMPORT_FAILED:
+            try:
+                import server as module
+            except Exception:
+                _IMPORT_FAILED = True
+                module = None
+        _PROMPT_SERVER = getattr(module, "PromptServer", None)
+        if _PROMPT_SERVER is None:
+            return None
+    return getattr(_PROMPT_SERVER, "instance", None)
 
 
 def _prompt_id():
