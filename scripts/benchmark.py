@@ -56,7 +56,8 @@ CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model b
 # The knob is METHODS[method]["knob"]: "threshold", "interval" or "step_mask".
 SWEEPS: dict[str, dict] = {
     "first_block": {"full": [0.08, 0.12, 0.2, 0.3, 0.5], "quick": [0.12, 0.3]},
-    "dbcache": {"full": [0.08, 0.16, 0.3, 0.5], "quick": [0.16, 0.5]},
+    # F1B1: one back block always computed (F1B0 would be first_block)
+    "dbcache": {"full": [0.08, 0.16, 0.3, 0.5], "quick": [0.16, 0.5], "inputs": {"back_blocks": 1}},
     "dbcache_hybrid": {"full": [0.12, 0.24, 0.4, 0.6], "quick": [0.24, 0.6]},
     "delta_dit": {"full": [2, 3, 4], "quick": [2, 4]},
     "deepcache": {"full": [2, 3, 4], "quick": [3]},
@@ -70,7 +71,7 @@ SWEEPS: dict[str, dict] = {
     "magcache": {"full": [0.015, 0.03, 0.06, 0.12, 0.24], "quick": [0.03, 0.12],
                  "inputs": {"profile": CALIBRATED}},
     "easycache": {"full": [0.025, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
-    "fixed_interval": {"full": [2, 3, 4], "quick": [2, 4]},
+    "fixed_interval": {"full": [2, 3, 4, 6], "quick": [2, 4]},
     "step_mask": {"full": ["slow", "medium", "fast", "ultra"], "quick": ["slow", "fast"]},
 }
 
