@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,9 @@ ACCURACY_FLOOR = {"flux_tiny": 0.8, "wan_tiny": 0.55}
 
 
 @pytest.fixture(scope="module")
-def tiny(comfy_nodes):
-    """``nodes/tiny_models.py``, imported as a module of a privately named package."""
-    name = "_diffusion_cache_test_pkg"
-    if name not in sys.modules:
-        pkg = types.ModuleType(name)
-        pkg.__path__ = [str(REPO_ROOT / "nodes")]
-        sys.modules[name] = pkg
-    return importlib.import_module(name + ".tiny_models")
+def tiny(comfy_nodes, pack):
+    """``nodes/tiny_models.py`` of the pack as ComfyUI's custom-node loader loaded it."""
+    return importlib.import_module(f"{pack.__name__}.nodes.tiny_models")
 
 
 @pytest.fixture(scope="module")
