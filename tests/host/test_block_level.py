@@ -123,3 +123,19 @@ def test_lora_patched_model_is_cached_with_its_patches(comfy_nodes, build, tiny_
     assert any(r["decision"] == "reused" for r in stats_of(cached)["records"])
     # the cache reuses the patched model's residuals: closer to the LoRA result than to the plain one
     assert (out - lora).abs().mean() < (out - plain).abs().mean()
+
+
+@pytest.mark.parametrize("arch", ["flux", "hunyuan_video", "qwen_image"])
+def test_dbcache_with_a_taylor_forecast_of_the_middle_blocks(comfy_nodes, build, tiny_dir, arch):
+    tiny = tiny_archs.build(arch, tiny_dir)
+    n = total_blocks(tiny)
+    # at most 2 cached steps in a row: full steps 0, 3, 6, 7, so later forecasts have two points
+    reuse = build(tiny.model, method="dbcache", threshold=100.0, back_blocks=0, max_consecutive_cached=2)
+    forecast = build(tiny.model, method="dbcache", threshold=100.0, back_blocks=0, max_consecutive_cached=2,
+                     predictor="taylor")
+    out_reuse = tiny_archs.sample(comfy_nodes, tiny, model=reuse, steps=STEPS)
+    out_forecast = tiny_archs.sample(comfy_nodes, tiny, model=forecast, steps=STEPS)
+    records = stats_of(forecast)["records"]
+    assert {r["decision"] for r in records} == {"computed", "forecast"}
+    assert all(r["block_mask"] == "1" + "0" * (n - 1) for r in records if r["decision"] == "forecast")
+    assert torch.isfinite(out_forecast).all() and not torch.allclose(out_forecast, out_reuse)
