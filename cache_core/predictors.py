@@ -4,18 +4,15 @@ computed values (Taylor, Hermite, FoCa, frequency split). History is kept per sl
 per branch, bounded, and freed at the end of the run."""
 from __future__ import annotations
 
-import logging
 from typing import Hashable, Sequence
 
 import torch
 
 from .branch_store import BranchStore, split_batch
+from .config import PREDICTORS
 from .decisions import Decision, StepContext
 from .forecast import band_split, foca_step, hermite_extrapolate, newton_extrapolate
 
-log = logging.getLogger("diffusion_cache")
-
-PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq")
 
 
 class ReusePredictor:

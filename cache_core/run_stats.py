@@ -68,12 +68,6 @@ class RunStats:
         done = sum(r.blocks_computed for r in self.records)
         return 1.0 if total == 0 else done / total
 
-    def calls_fraction(self) -> float:
-        """Model evaluations computed in full / all evaluations."""
-        if not self.records:
-            return 1.0
-        return sum(1 for r in self.records if r.decision == "computed") / len(self.records)
-
     def estimated_speedup(self) -> float:
         f = self.compute_fraction()
         return math.inf if f == 0 else 1.0 / f

@@ -56,9 +56,6 @@ class Policy:
                        output: torch.Tensor) -> None:
         """Called after a full model computation with its input and output."""
 
-    def reset(self) -> None:
-        self.begin_run([])
-
     def release(self) -> None:
         """Drop every tensor the policy holds (end of run)."""
         self.begin_run([])
