@@ -11,8 +11,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_archs  # noqa: E402
 
 ARCHS = tiny_archs.ARCHS
-
-
+# the ComfyUI supported-model class each tiny arch must be detected as
+EXPECTED_CLASS = {"flux": "Flux", "wan21": "WAN21_T2V", "sd3": "SD3", "hunyuan_video": "HunyuanVideo",
+                  "ltxv": "LTXV", "qwen_image": "QwenImage", "lumina2": "Lumina2", "sd15": "SD15",
+                  "chroma": "Chroma", "hidream": "HiDream", "cosmos_predict2": "CosmosT2IPredict2",
+                  "sdxl": "SDXL"}
 
 
 @pytest.fixture(params=ARCHS)
@@ -29,7 +32,8 @@ def test_arch_list():
 
 def test_build_is_cached_and_described(tiny, tiny_dir):
     assert tiny_archs.build(tiny.name, tiny_dir) is tiny
-    assert tiny.load_route in ("native", "config")
+    assert tiny.load_route in ("native", "overrides")
+    assert tiny.supported_model == EXPECTED_CLASS.get(tiny.name, tiny.supported_model)
     assert tiny.weights_path.is_file()
     assert tiny.latent["samples"].abs().sum() == 0
     for kind, n in tiny.block_kinds.items():
@@ -94,7 +98,7 @@ def test_block_patches_and_wrappers_are_called(tiny, comfy_nodes):
     expected = {(kind, i): n_evals for kind, n in tiny.block_kinds.items() for i in range(n)}
     assert dict(calls) == expected
     assert evals["diffusion_model"] == (n_evals if tiny.diffusion_model_wrapper else 0)
-    assert seen == tiny_archs.BLOCK_IO.get(tiny.name, {})
+    assert tiny_archs.block_io_seen_as_documented(tiny.name, seen) == tiny_archs.BLOCK_IO.get(tiny.name, {})
 
 
 @pytest.mark.parametrize("arch", tiny_archs.UNET_ARCHS)

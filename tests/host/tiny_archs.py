@@ -1,36 +1,41 @@
 """Tiny, randomly initialised instances of ComfyUI's own diffusion models, for host tests.
 
-Every model is built from ComfyUI's classes (``comfy.supported_models.<Class>(unet_config)
-.get_model()``), re-initialised with a fixed seed (ComfyUI's ops leave weights
+Every model is built the way ComfyUI builds models from weights: each spec lists the
+shapes of the state-dict keys that ComfyUI's detection reads (``shapes``), and the few
+config fields detection cannot infer from weights (``overrides``: Flux's width and
+heads, for example, which detection assumes at full size). ``nodes/model_loading.new_model``
+builds the model from what the running ComfyUI's detection makes of them, so fields a
+ComfyUI version adds (``txt_ids_dims`` in Flux, say) are filled in by that version.
+The model is re-initialised with a fixed seed (ComfyUI's ops leave weights
 ``torch.empty``), saved to a safetensors file and loaded back through ComfyUI:
 
-  route "native": ``comfy.sd.load_diffusion_model(path)``; detection sizes the model from
-                  the file alone, and the detected config is checked against the built one.
-  route "config": ``nodes/model_loading.load_state_dict_with_config(sd, Class, unet_config)``
-                  for archs whose width/heads detection hard-codes at full size.
+  route "native":    ``comfy.sd.load_diffusion_model(path)`` (the UNETLoader path): detection
+                     sizes the model from the file alone.
+  route "overrides": ``nodes/model_loading.load_state_dict(sd, overrides)``: detection, then
+                     the overrides; tiny U-Nets also name their class, because their sizes match
+                     no class rule of ComfyUI (SD1.5 is matched at 320 channels).
 
-In both routes the loaded weights are compared with the saved ones. Models are cached per
-process; each samples a 3-step euler/cfg-2 run in ~0.05-0.4 s on one CPU thread.
+In both routes the saved weights must detect to the same config as the key shapes did,
+and the loaded weights are compared with the saved ones. Models are cached per process;
+each samples a 3-step euler/cfg-2 run in ~0.05-0.4 s on one CPU thread.
 
-arch             supported model    route   params  latent          conditioning extras
----------------  -----------------  ------  ------  --------------  -----------------------------------
-flux             Flux (dev)         config  1.9 M   [1,16,16,16]    ctx 64-d; pooled 64; guidance 3.5
-wan21            WAN21_T2V          native  1.1 M   [1,16,1,16,16]  ctx 4096-d (text_dim is fixed)
-sd3              SD3                native  1.1 M   [1,16,16,16]    ctx 64-d; pooled 64
-hunyuan_video    HunyuanVideo       native  2.5 M   [1,16,1,16,16]  ctx 64-d; pooled 768 (fixed); guidance 6
-ltxv             LTXV               native  1.3 M   [1,128,1,8,8]   ctx 4096-d (fixed); attention_mask
-qwen_image       QwenImage          config  1.3 M   [1,16,1,16,16]  ctx 64-d
-lumina2          Lumina2            config  1.3 M   [1,16,16,16]    ctx 64-d; attention_mask (-> num_tokens)
-sd15             SD15               config  1.1 M   [1,4,16,16]     ctx 64-d
-chroma           Chroma             config  1.2 M   [1,16,16,16]    ctx 64-d; pooled None; guidance 0
-hidream          HiDream            config  5.1 M   [1,16,16,16]    ctx (T5) 64-d; pooled 64; conditioning_llama3 [1,4,8,48]
-cosmos_predict2  CosmosT2IPredict2  config  0.7 M   [1,16,1,16,16]  ctx 64-d
-sdxl             SDXL               config  4.4 M   [1,4,16,16]     ctx 64-d; pooled 64; width/height
+arch             supported model    route      params  latent          conditioning extras
+---------------  -----------------  ---------  ------  --------------  -----------------------------------
+flux             Flux (dev)         overrides  1.9 M   [1,16,16,16]    ctx 64-d; pooled 64; guidance 3.5
+wan21            WAN21_T2V          native     1.1 M   [1,16,1,16,16]  ctx 4096-d (text_dim is fixed)
+sd3              SD3                native     1.1 M   [1,16,16,16]    ctx 64-d; pooled 64
+hunyuan_video    HunyuanVideo       native     2.5 M   [1,16,1,16,16]  ctx 64-d; pooled 768 (fixed); guidance 6
+ltxv             LTXV               native     1.3 M   [1,128,1,8,8]   ctx 4096-d (fixed); attention_mask
+qwen_image       QwenImage          overrides  1.3 M   [1,16,1,16,16]  ctx 64-d
+lumina2          Lumina2            overrides  1.3 M   [1,16,16,16]    ctx 64-d; attention_mask (-> num_tokens)
+sd15             SD15               overrides  1.1 M   [1,4,16,16]     ctx 64-d
+chroma           Chroma             overrides  1.2 M   [1,16,16,16]    ctx 64-d; pooled None; guidance 0
+hidream          HiDream            overrides  5.1 M   [1,16,16,16]    ctx (T5) 64-d; pooled 64; conditioning_llama3 [1,4,8,48]
+cosmos_predict2  CosmosT2IPredict2  overrides  0.7 M   [1,16,1,16,16]  ctx 64-d
+sdxl             SDXL               overrides  4.4 M   [1,4,16,16]     ctx 64-d; pooled 64; width/height
 
-Why "config": Flux, Chroma, HiDream, Lumina2 and Qwen-Image detection hard-codes the full
-hidden size; Cosmos-predict2 detection only knows 2048/5120 channels; SD15/SDXL only match
-at 320 channels (context 768 / 2048). "native" LTXV works because detection derives
-attention_head_dim = inner_dim / 32, so the tiny model has 32 heads of 4 channels.
+"native" LTXV works because detection derives attention_head_dim = inner_dim / 32, so the
+tiny model has 32 heads of 4 channels.
 
 Block patches: ``patches_replace["dit"][(kind, i)]`` as seen by a patch registered with
 ``ModelPatcher.set_model_patch_replace(fn, "dit", kind, i)``; ``fn(args, extra)`` must return
@@ -72,7 +77,6 @@ lists the (block_name, i) keys of a UNet that contain transformer blocks.
 """
 from __future__ import annotations
 
-import copy
 import importlib.util
 import math
 from dataclasses import dataclass, field
@@ -91,13 +95,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class _Spec:
     name: str
-    supported_model: str            # class name in comfy.supported_models
-    unet_config: dict               # complete config the model is built with
-    route: str                      # "native" (comfy.sd.load_diffusion_model) or "config"
+    shapes: dict                    # state-dict key -> shape, for the keys ComfyUI's detection reads
+    overrides: dict                 # the config fields detection cannot infer from the weights
     latent_shape: tuple             # [B, C, H, W] or [B, C, T, H, W]
     cond: Callable[[torch.Generator], tuple]   # -> (context tensor, extras dict)
     block_kinds: dict = field(default_factory=dict)
     diffusion_model_wrapper: bool = True        # forward goes through WrappersMP.DIFFUSION_MODEL
+    supported_model: str | None = None          # class for sizes that match no class rule (tiny U-Nets)
+
+    @property
+    def route(self) -> str:
+        """"native": ComfyUI's own loader sizes it from the file alone; "overrides": it needs help."""
+        return "overrides" if (self.overrides or self.supported_model) else "native"
 
 
 def _randn(gen, *shape):
@@ -161,100 +170,189 @@ def _cond_cosmos(gen):
 
 _SPECS = {s.name: s for s in [
     _Spec(
-        "flux", "Flux",
-        {"image_model": "flux", "in_channels": 16, "patch_size": 2, "out_channels": 16,
-         "vec_in_dim": 64, "context_in_dim": 64, "hidden_size": 128, "mlp_ratio": 4.0,
-         "num_heads": 4, "depth": 2, "depth_single_blocks": 2, "axes_dim": [4, 14, 14],
-         "theta": 10000, "qkv_bias": True, "guidance_embed": True},
-        "config", (1, 16, 16, 16), _cond_flux, {"double_block": 2, "single_block": 2}),
+        "flux",
+        {
+         "double_blocks.0.img_attn.norm.key_norm.scale": (32,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (32,),
+         "guidance_in.in_layer.weight": (128, 256),
+         "img_in.weight": (128, 64),
+         "single_blocks.0.linear1.bias": (896,),
+         "single_blocks.1.linear1.bias": (896,),
+         "txt_in.weight": (128, 64),
+         "vector_in.in_layer.weight": (128, 64)},
+        {'hidden_size': 128, 'context_in_dim': 64, 'num_heads': 4, 'axes_dim': [4, 14, 14]},
+        (1, 16, 16, 16), _cond_flux, {"double_block": 2, "single_block": 2}),
     _Spec(
-        "wan21", "WAN21_T2V",
-        {"image_model": "wan2.1", "dim": 128, "out_dim": 16, "num_heads": 1, "ffn_dim": 256,
-         "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1),
-         "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16, "model_type": "t2v"},
-        "native", (1, 16, 1, 16, 16), _cond_wan, {"double_block": 2}),
+        "wan21",
+        {
+         "blocks.0.cross_attn.k.bias": (128,),
+         "blocks.0.ffn.0.weight": (256, 128),
+         "blocks.1.cross_attn.k.bias": (128,),
+         "head.head.weight": (64, 128),
+         "head.modulation": (1, 2, 128),
+         "patch_embedding.weight": (128, 16, 1, 2, 2)},
+        {},
+        (1, 16, 1, 16, 16), _cond_wan, {"double_block": 2}),
     _Spec(
-        "sd3", "SD3",
-        {"in_channels": 16, "patch_size": 2, "out_channels": 16, "depth": 2, "input_size": None,
-         "adm_in_channels": 64,
-         "context_embedder_config": {"target": "torch.nn.Linear",
-                                     "params": {"in_features": 64, "out_features": 128}},
-         "num_patches": 256, "pos_embed_max_size": 16, "pos_embed_scaling_factor": None,
-         "x_block_self_attn_layers": []},
-        "native", (1, 16, 16, 16), _cond_sd3, {"double_block": 2}, diffusion_model_wrapper=False),
+        "sd3",
+        {
+         "context_embedder.weight": (128, 64),
+         "final_layer.linear.weight": (64, 128),
+         "joint_blocks.0.context_block.attn.qkv.weight": (384, 128),
+         "pos_embed": (1, 256, 128),
+         "x_embedder.proj.weight": (128, 16, 2, 2),
+         "y_embedder.mlp.0.weight": (128, 64)},
+        {},
+        (1, 16, 16, 16), _cond_sd3, {"double_block": 2}, diffusion_model_wrapper=False),
     _Spec(
-        "hunyuan_video", "HunyuanVideo",
-        {"image_model": "hunyuan_video", "in_channels": 16, "patch_size": [1, 2, 2], "out_channels": 16,
-         "vec_in_dim": 768, "axes_dim": [16, 56, 56], "meanflow": False, "context_in_dim": 64,
-         "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 1, "depth": 2, "depth_single_blocks": 2,
-         "theta": 256, "qkv_bias": True, "byt5": False, "guidance_embed": True},
-        "native", (1, 16, 1, 16, 16), _cond_hunyuan_video, {"double_block": 2, "single_block": 2}),
+        "hunyuan_video",
+        {
+         "guidance_in.in_layer.weight": (128, 256),
+         "double_blocks.0.img_attn.norm.key_norm.scale": (128,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (128,),
+         "final_layer.linear.weight": (64, 128),
+         "img_in.proj.weight": (128, 16, 1, 2, 2),
+         "single_blocks.0.linear1.bias": (896,),
+         "single_blocks.1.linear1.bias": (896,),
+         "txt_in.individual_token_refiner.blocks.0.norm1.weight": (128,),
+         "txt_in.input_embedder.weight": (128, 64),
+         "vector_in.in_layer.weight": (128, 768)},
+        {},
+        (1, 16, 1, 16, 16), _cond_hunyuan_video, {"double_block": 2, "single_block": 2}),
     _Spec(
-        "ltxv", "LTXV",
-        # detection assumes 32 heads: attention_head_dim = inner_dim / 32
-        {"image_model": "ltxv", "num_layers": 2, "attention_head_dim": 4, "cross_attention_dim": 128},
-        "native", (1, 128, 1, 8, 8), _cond_ltxv, {"double_block": 2}),
+        "ltxv",
+        {
+         "adaln_single.emb.timestep_embedder.linear_1.bias": (128,),
+         "transformer_blocks.0.attn1.k_norm.weight": (128,),
+         "transformer_blocks.0.attn2.to_k.weight": (128, 128),
+         "transformer_blocks.1.attn1.k_norm.weight": (128,)},
+        {},
+        (1, 128, 1, 8, 8), _cond_ltxv, {"double_block": 2}),
     _Spec(
-        "qwen_image", "QwenImage",
-        {"image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "patch_size": 2,
-         "num_layers": 2, "attention_head_dim": 32, "num_attention_heads": 4,
-         "joint_attention_dim": 64, "axes_dims_rope": (8, 12, 12)},
-        "config", (1, 16, 1, 16, 16), _cond_qwen, {"double_block": 2}),
+        "qwen_image",
+        {
+         "img_in.weight": (128, 64),
+         "proj_out.weight": (64, 128),
+         "transformer_blocks.0.attn.add_k_proj.bias": (128,),
+         "transformer_blocks.0.attn.norm_added_q.weight": (32,),
+         "transformer_blocks.1.attn.add_k_proj.bias": (128,),
+         "txt_norm.weight": (64,)},
+        {'out_channels': 16, 'patch_size': 2, 'attention_head_dim': 32, 'num_attention_heads': 4, 'joint_attention_dim': 64, 'axes_dims_rope': (8, 12, 12)},
+        (1, 16, 1, 16, 16), _cond_qwen, {"double_block": 2}),
     _Spec(
-        "lumina2", "Lumina2",
-        {"image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 128, "cap_feat_dim": 64,
-         "n_layers": 2, "n_refiner_layers": 1, "n_heads": 4, "n_kv_heads": 2, "multiple_of": 64,
-         "qk_norm": True, "axes_dims": [8, 12, 12], "axes_lens": [300, 512, 512]},
-        "config", (1, 16, 16, 16), _cond_lumina2, {}),
+        "lumina2",
+        {
+         "cap_embedder.1.weight": (128, 64),
+         "layers.0.adaLN_modulation.1.bias": (512,),
+         "layers.1.adaLN_modulation.1.bias": (512,),
+         "noise_refiner.0.attention.k_norm.weight": (32,)},
+        {'dim': 128, 'n_refiner_layers': 1, 'n_heads': 4, 'n_kv_heads': 2, 'multiple_of': 64, 'axes_dims': [8, 12, 12], 'axes_lens': [300, 512, 512]},
+        (1, 16, 16, 16), _cond_lumina2, {}),
     _Spec(
-        "sd15", "SD15",
-        {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-         "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
-         "num_res_blocks": [1, 1], "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1],
-         "channel_mult": [1, 2], "transformer_depth_middle": 1, "use_linear_in_transformer": False,
-         "context_dim": 64, "use_temporal_resblock": False, "use_temporal_attention": False},
-        "config", (1, 4, 16, 16), _cond_unet, {}),
+        "sd15",
+        {
+         "input_blocks.0.0.bias": (32,),
+         "input_blocks.0.0.weight": (32, 4, 3, 3),
+         "input_blocks.1.0.emb_layers.1.bias": (32,),
+         "input_blocks.1.0.in_layers.0.weight": (32,),
+         "input_blocks.1.0.out_layers.3.weight": (32, 32, 3, 3),
+         "input_blocks.1.1.proj_in.weight": (32, 32, 1, 1),
+         "input_blocks.1.1.transformer_blocks.0.attn1.to_k.weight": (32, 32),
+         "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (32, 64),
+         "input_blocks.2.0.op.bias": (32,),
+         "input_blocks.2.0.op.weight": (32, 32, 3, 3),
+         "input_blocks.3.0.emb_layers.1.bias": (64,),
+         "input_blocks.3.0.in_layers.0.weight": (32,),
+         "input_blocks.3.0.out_layers.3.weight": (64, 64, 3, 3),
+         "input_blocks.3.1.proj_in.weight": (64, 64, 1, 1),
+         "input_blocks.3.1.transformer_blocks.0.attn1.to_k.weight": (64, 64),
+         "input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight": (64, 64),
+         "middle_block.0.in_layers.0.weight": (64,),
+         "middle_block.1.proj_in.weight": (64, 64, 1, 1),
+         "middle_block.1.transformer_blocks.0.attn1.to_k.weight": (64, 64),
+         "out.2.weight": (4, 32, 3, 3),
+         "output_blocks.0.0.in_layers.0.weight": (128,),
+         "output_blocks.0.1.proj_in.weight": (64, 64, 1, 1),
+         "output_blocks.0.1.transformer_blocks.0.attn1.to_k.weight": (64, 64),
+         "output_blocks.0.1.transformer_blocks.0.attn2.to_k.weight": (64, 64),
+         "output_blocks.1.0.in_layers.0.weight": (96,),
+         "output_blocks.1.1.proj_in.weight": (64, 64, 1, 1),
+         "output_blocks.1.1.transformer_blocks.0.attn1.to_k.weight": (64, 64),
+         "output_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (64, 64),
+         "output_blocks.2.0.in_layers.0.weight": (96,),
+         "output_blocks.2.1.proj_in.weight": (32, 32, 1, 1),
+         "output_blocks.2.1.transformer_blocks.0.attn1.to_k.weight": (32, 32),
+         "output_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (32, 64),
+         "output_blocks.3.0.in_layers.0.weight": (64,),
+         "output_blocks.3.1.proj_in.weight": (32, 32, 1, 1),
+         "output_blocks.3.1.transformer_blocks.0.attn1.to_k.weight": (32, 32),
+         "output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight": (32, 64)},
+        {},
+        (1, 4, 16, 16), _cond_unet, {}, supported_model="SD15"),
     _Spec(
-        "chroma", "Chroma",
-        {"image_model": "chroma", "in_channels": 64, "out_channels": 64, "patch_size": 2,
-         "context_in_dim": 64, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 4, "depth": 2,
-         "depth_single_blocks": 2, "axes_dim": [4, 14, 14], "theta": 10000, "qkv_bias": True,
-         "in_dim": 64, "out_dim": 128, "hidden_dim": 64, "n_layers": 2},
-        "config", (1, 16, 16, 16), _cond_chroma, {"double_block": 2, "single_block": 2}),
+        "chroma",
+        {
+         "distilled_guidance_layer.norms.0.scale": (64,),
+         "double_blocks.0.img_attn.norm.key_norm.scale": (32,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (32,),
+         "img_in.weight": (128, 64),
+         "single_blocks.0.linear1.bias": (896,),
+         "single_blocks.1.linear1.bias": (896,),
+         "txt_in.weight": (128, 64)},
+        {'hidden_size': 128, 'context_in_dim': 64, 'num_heads': 4, 'axes_dim': [4, 14, 14], 'out_dim': 128, 'hidden_dim': 64, 'n_layers': 2},
+        (1, 16, 16, 16), _cond_chroma, {"double_block": 2, "single_block": 2}),
     _Spec(
-        "hidream", "HiDream",
-        {"image_model": "hidream", "attention_head_dim": 32, "axes_dims_rope": [16, 8, 8],
-         "caption_channels": [64, 48], "max_resolution": [128, 128], "in_channels": 16,
-         "llama_layers": [0, 1, 2, 3], "num_attention_heads": 4, "num_routed_experts": 4,
-         "num_activated_experts": 2, "num_layers": 2, "num_single_layers": 2, "out_channels": 16,
-         "patch_size": 2, "text_emb_dim": 64},
-        "config", (1, 16, 16, 16), _cond_hidream, {}),
+        "hidream",
+        {
+         "caption_projection.0.linear.weight": (128, 48)},
+        {'attention_head_dim': 32, 'axes_dims_rope': [16, 8, 8], 'caption_channels': [64, 48], 'llama_layers': [0, 1, 2, 3], 'num_attention_heads': 4, 'num_layers': 2, 'num_single_layers': 2, 'text_emb_dim': 64},
+        (1, 16, 16, 16), _cond_hidream, {}),
     _Spec(
-        "cosmos_predict2", "CosmosT2IPredict2",
-        {"image_model": "cosmos_predict2", "max_img_h": 240, "max_img_w": 240, "max_frames": 128,
-         "in_channels": 16, "out_channels": 16, "patch_spatial": 2, "patch_temporal": 1,
-         "model_channels": 128, "concat_padding_mask": True, "crossattn_emb_channels": 64,
-         "pos_emb_cls": "rope3d", "pos_emb_learnable": True, "pos_emb_interpolation": "crop",
-         "min_fps": 1, "max_fps": 30, "use_adaln_lora": True, "adaln_lora_dim": 32,
-         "num_blocks": 2, "num_heads": 4, "extra_per_block_abs_pos_emb": False,
-         "rope_h_extrapolation_ratio": 4.0, "rope_w_extrapolation_ratio": 4.0,
-         "rope_t_extrapolation_ratio": 1.0, "extra_h_extrapolation_ratio": 1.0,
-         "extra_w_extrapolation_ratio": 1.0, "extra_t_extrapolation_ratio": 1.0,
-         "rope_enable_fps_modulation": False},
-        "config", (1, 16, 1, 16, 16), _cond_cosmos, {}),
+        "cosmos_predict2",
+        {
+         "blocks.0.adaln_modulation_cross_attn.1.weight": (32, 128),
+         "blocks.0.mlp.layer1.weight": (512, 128),
+         "blocks.1.adaln_modulation_cross_attn.1.weight": (32, 128),
+         "x_embedder.proj.1.weight": (128, 68)},
+        {'crossattn_emb_channels': 64, 'adaln_lora_dim': 32, 'num_blocks': 2, 'num_heads': 4},
+        (1, 16, 1, 16, 16), _cond_cosmos, {}),
     _Spec(
-        "sdxl", "SDXL",
-        {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-         "num_classes": "sequential", "adm_in_channels": 64 + 6 * 256, "in_channels": 4,
-         "out_channels": 4, "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1],
-         "transformer_depth_output": [0, 0, 1, 1], "channel_mult": [1, 2],
-         "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 64,
-         "use_temporal_resblock": False, "use_temporal_attention": False},
-        "config", (1, 4, 16, 16), _cond_sdxl, {}),
+        "sdxl",
+        {
+         "input_blocks.0.0.bias": (64,),
+         "input_blocks.0.0.weight": (64, 4, 3, 3),
+         "input_blocks.1.0.emb_layers.1.bias": (64,),
+         "input_blocks.1.0.in_layers.0.weight": (64,),
+         "input_blocks.1.0.out_layers.3.weight": (64, 64, 3, 3),
+         "input_blocks.2.0.op.bias": (64,),
+         "input_blocks.2.0.op.weight": (64, 64, 3, 3),
+         "input_blocks.3.0.emb_layers.1.bias": (128,),
+         "input_blocks.3.0.in_layers.0.weight": (64,),
+         "input_blocks.3.0.out_layers.3.weight": (128, 128, 3, 3),
+         "input_blocks.3.1.proj_in.weight": (128, 128),
+         "input_blocks.3.1.transformer_blocks.0.attn1.to_k.weight": (128, 128),
+         "input_blocks.3.1.transformer_blocks.0.attn2.to_k.weight": (128, 64),
+         "label_emb.0.0.weight": (256, 1600),
+         "middle_block.0.in_layers.0.weight": (128,),
+         "middle_block.1.proj_in.weight": (128, 128),
+         "middle_block.1.transformer_blocks.0.attn1.to_k.weight": (128, 128),
+         "out.2.weight": (4, 64, 3, 3),
+         "output_blocks.0.0.in_layers.0.weight": (256,),
+         "output_blocks.0.1.proj_in.weight": (128, 128),
+         "output_blocks.0.1.transformer_blocks.0.attn1.to_k.weight": (128, 128),
+         "output_blocks.0.1.transformer_blocks.0.attn2.to_k.weight": (128, 64),
+         "output_blocks.1.0.in_layers.0.weight": (192,),
+         "output_blocks.1.1.proj_in.weight": (128, 128),
+         "output_blocks.1.1.transformer_blocks.0.attn1.to_k.weight": (128, 128),
+         "output_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (128, 64),
+         "output_blocks.2.0.in_layers.0.weight": (192,),
+         "output_blocks.3.0.in_layers.0.weight": (128,)},
+        {},
+        (1, 4, 16, 16), _cond_sdxl, {}, supported_model="SDXL"),
 ]}
 
 ARCHS: list[str] = list(_SPECS)
-UNET_ARCHS: list[str] = [a for a in ARCHS if _SPECS[a].unet_config.get("use_spatial_transformer")]
+UNET_ARCHS: list[str] = [a for a in ARCHS if any(k.startswith("input_blocks.") for k in _SPECS[a].shapes)]
 
 _T = "transformer_options"
 # (args keys, returned keys) of each "dit" block patch, per arch and block kind.
@@ -278,6 +376,19 @@ BLOCK_IO: dict[str, dict[str, tuple[frozenset, frozenset]]] = {
     "sd3": {"double_block": (frozenset({"img", "txt", "vec", _T}), frozenset({"img", "txt"}))},
     "qwen_image": {"double_block": (frozenset({"img", "txt", "vec", "pe", _T}), frozenset({"img", "txt"}))},
 }
+
+
+# Arguments that later ComfyUI versions pass to a block besides the ones above (the pack
+# passes block arguments through untouched, so it needs none of them).
+BLOCK_ARGS_ADDED_LATER: dict[str, dict[str, frozenset]] = {
+    "ltxv": {"double_block": frozenset({"prompt_timestep", "self_attention_mask"})},   # by 0.33
+}
+
+
+def block_io_seen_as_documented(arch: str, seen: dict) -> dict:
+    """``seen`` (kind -> (args, returned)) without the arguments later versions added."""
+    added = BLOCK_ARGS_ADDED_LATER.get(arch, {})
+    return {kind: (args - added.get(kind, frozenset()), out) for kind, (args, out) in seen.items()}
 
 
 # --------------------------------------------------------------------------------------
@@ -366,16 +477,14 @@ def _init_buffers(name: str, diffusion_model: torch.nn.Module) -> None:
         pe.copy_(torch.from_numpy(table).reshape(pe.shape).to(pe.dtype))
 
 
-def _build_state_dict(spec: _Spec, seed: int) -> dict[str, torch.Tensor]:
-    import comfy.supported_models
-    cls = getattr(comfy.supported_models, spec.supported_model)
-    model_config = cls(copy.deepcopy(spec.unet_config))
-    model_config.set_inference_dtype(torch.float32, None)
-    base = model_config.get_model({}, "")
-    dm = base.diffusion_model
+def _build_state_dict(spec: _Spec, seed: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """Fresh weights of ``spec``, built from what ComfyUI's detection makes of its key shapes;
+    also returns the detected config (with the overrides)."""
+    model = _model_loading().new_model(spec.shapes, spec.overrides, spec.supported_model)
+    dm = model.diffusion_model
     init_weights(dm, seed)
     _init_buffers(spec.name, dm)
-    return {k: v.detach().clone().contiguous() for k, v in dm.state_dict().items()}
+    return {k: v.detach().clone().contiguous() for k, v in dm.state_dict().items()}, dict(model.model_config.unet_config)
 
 
 def _conditioning(spec: _Spec, seed: int) -> tuple[list, list]:
@@ -415,8 +524,8 @@ def build(arch: str, tmp_dir) -> TinyArch:
 
     The weights are written to ``tmp_dir/<arch>.safetensors`` and loaded back through
     ComfyUI: ``comfy.sd.load_diffusion_model`` for archs whose sizes detection reads
-    (route "native"), else ``nodes/model_loading.load_state_dict_with_config`` with the
-    supported-model class and the explicit config (route "config").
+    (route "native"), else ``nodes/model_loading.load_state_dict`` with the overrides
+    (route "overrides").
     """
     if arch in _CACHE:
         return _CACHE[arch]
@@ -424,28 +533,25 @@ def build(arch: str, tmp_dir) -> TinyArch:
         raise KeyError(f"unknown tiny arch {arch!r}; known: {ARCHS}")
     spec = _SPECS[arch]
     import comfy.sd
-    import comfy.supported_models
     import comfy.utils
 
     seed = _SEED + ARCHS.index(arch)
-    sd = _build_state_dict(spec, seed)
+    sd, built_config = _build_state_dict(spec, seed)
     path = Path(tmp_dir) / f"{arch}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     comfy.utils.save_torch_file(sd, str(path))
 
     if spec.route == "native":
         patcher = comfy.sd.load_diffusion_model(str(path))
-        cls = getattr(comfy.supported_models, spec.supported_model)
-        got = patcher.model.model_config
-        if type(got) is not cls:
-            raise AssertionError(f"{arch}: detection picked {type(got).__name__}, expected {cls.__name__}")
-        mismatched = {k: (got.unet_config.get(k), v) for k, v in spec.unet_config.items()
-                      if _normalise(got.unet_config.get(k)) != _normalise(v)}
-        if mismatched:
-            raise AssertionError(f"{arch}: detected config differs from the built one: {mismatched}")
     else:
-        loaded = comfy.utils.load_torch_file(str(path))
-        patcher = _model_loading().load_state_dict_with_config(loaded, spec.supported_model, spec.unet_config)
+        patcher = _model_loading().load_state_dict(comfy.utils.load_torch_file(str(path)), spec.overrides,
+                                                   supported_model=spec.supported_model)
+    # the full weights detect as the key shapes did: the spec's shapes are enough for detection
+    got = {k: _normalise(v) for k, v in patcher.model.model_config.unet_config.items() if k != "dtype"}
+    want = {k: _normalise(v) for k, v in built_config.items() if k != "dtype"}
+    if got != want:
+        diff = {k: (want.get(k), got.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        raise AssertionError(f"{arch}: the saved weights detect differently from the key shapes: {diff}")
 
     # the loaded weights must be exactly the saved ones (catches silently skipped keys)
     loaded_sd = patcher.model.diffusion_model.state_dict()
@@ -461,7 +567,8 @@ def build(arch: str, tmp_dir) -> TinyArch:
         name=arch, model=patcher, positive=positive, negative=negative,
         latent={"samples": torch.zeros(spec.latent_shape)},
         block_kinds=dict(spec.block_kinds), load_route=spec.route,
-        supported_model=spec.supported_model, unet_config=copy.deepcopy(spec.unet_config),
+        supported_model=type(patcher.model.model_config).__name__,
+        unet_config=dict(patcher.model.model_config.unet_config),
         weights_path=path, diffusion_model_wrapper=spec.diffusion_model_wrapper,
         unet_attn_blocks=_unet_attn_blocks(patcher.model.diffusion_model),
     )
