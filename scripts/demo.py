@@ -11,8 +11,8 @@ the loader. Both branches are in one graph so a single queue in ComfyUI shows th
 two results side by side; the cache node is the only difference between them.
 
 The prompt is validated and executed by ``execution.PromptExecutor``, as ComfyUI's
-server does, with a small stand-in for the server object that records the messages
-the executor sends. The first execution writes the images; then the prompt is
+server does (``nodes/compat.py`` builds it for the running ComfyUI version), with a
+small stand-in for the server object that records the messages the executor sends. The first execution writes the images; then the prompt is
 executed again ``--repeats`` times, each by a fresh executor (so no node output is
 reused), and each sampler node is timed from the executor's "executing" messages.
 
@@ -30,14 +30,12 @@ writes to ``out/demo/``:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,53 +57,32 @@ class DemoError(RuntimeError):
 
 # ----------------------------------------------------------------------------- executor
 
-class RecordingServer:
-    """What ``execution.PromptExecutor`` needs of ComfyUI's PromptServer: it records messages."""
-
-    def __init__(self):
-        self.client_id = None
-        self.last_node_id = None
-        self.sockets_metadata = {}
-        self.messages: list[tuple[float, str, object]] = []
-
-    def send_sync(self, event, data, sid=None):
-        self.messages.append((time.perf_counter(), event, data))
-
-    def queue_updated(self):
-        pass
-
-    def node_seconds(self) -> dict[str, float]:
-        """Seconds from each node's "executing" message to the next node's (or the end)."""
-        marks = [(t, data.get("node") if event == "executing" else None) for t, event, data in self.messages
-                 if event in ("executing", "execution_success", "execution_error", "execution_interrupted")]
-        out = {}
-        for (t0, node), (t1, _) in zip(marks, marks[1:]):
-            if node is not None:
-                out[node] = out.get(node, 0.0) + (t1 - t0)
-        return out
-
-    def errors(self) -> list[dict]:
-        return [data for _, event, data in self.messages if event in ("execution_error", "execution_interrupted")]
+def node_seconds(server) -> dict[str, float]:
+    """Seconds from each node's "executing" message to the next node's (or the end)."""
+    marks = [(t, data.get("node") if event == "executing" else None) for t, event, data in server.messages
+             if event in ("executing", "execution_success", "execution_error", "execution_interrupted")]
+    out = {}
+    for (t0, node), (t1, _) in zip(marks, marks[1:]):
+        if node is not None:
+            out[node] = out.get(node, 0.0) + (t1 - t0)
+    return out
 
 
 def execute_prompt(prompt: dict, output_dir: Path):
-    """Validate and execute an API-format prompt with a fresh PromptExecutor.
+    """Validate and execute an API-format prompt with a fresh PromptExecutor
+    (``nodes/compat.py`` builds it as the running ComfyUI version wants).
 
     Returns ``(executor, server)``; raises DemoError when validation or execution fails.
     """
-    import execution
     import folder_paths
-
-    prompt_id = str(uuid.uuid4())
-    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
-    if not valid:
-        raise DemoError(f"ComfyUI rejected the workflow: {error}\nnode errors: {json.dumps(node_errors, indent=1)}")
-    server = RecordingServer()
-    executor = execution.PromptExecutor(server, cache_type=execution.CacheType.CLASSIC)
+    compat = comfy_host.compat()
     previous = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(output_dir))
     try:
-        executor.execute(prompt, prompt_id, {"client_id": CLIENT_ID}, outputs)
+        executor, server = compat.run_prompt(prompt, extra_data={"client_id": CLIENT_ID})
+    except compat.PromptInvalid as e:
+        raise DemoError(f"ComfyUI rejected the workflow: {e.error}\n"
+                        f"node errors: {json.dumps(e.node_errors, indent=1)}") from None
     finally:
         folder_paths.set_output_directory(previous)
     if not executor.success or server.errors():
@@ -118,7 +95,7 @@ def execute_prompt(prompt: dict, output_dir: Path):
 
 def node_output(executor, node_id: str, index: int = 0):
     """The first value of one output of an executed node."""
-    value = executor.caches.outputs.get(node_id)
+    value = comfy_host.compat().node_outputs(executor, node_id)
     if value is None:
         raise DemoError(f"node {node_id} has no output in the executor")
     return value[index][0]
@@ -442,7 +419,8 @@ def run_demo(workflow: Path = API_WORKFLOW, out_dir: Path = OUT_DIR, repeats: in
     shutil.rmtree(out_dir / "saved", ignore_errors=True)   # SaveImage numbers files on from what is there
     sampler = prompt[roles["cached"]]["inputs"]
     cache_inputs = prompt[roles["cache"]]["inputs"]
-    say(f"ComfyUI: {comfy_host.find_comfyui()}  |  torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    say(f"{comfy_host.describe(comfy_host.find_comfyui())}  |  torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s)")
     method_name = cache_inputs.get("method")
     knob = pack.cache_core.config.METHODS.get(method_name, {}).get("knob", "threshold")
     knob_text = f"{knob} {cache_inputs.get(knob)}" + (" = the method's default" if knob == "threshold"
@@ -472,7 +450,7 @@ def run_demo(workflow: Path = API_WORKFLOW, out_dir: Path = OUT_DIR, repeats: in
     with tempfile.TemporaryDirectory(prefix="diffusion_cache_demo_") as scratch:
         for _ in range(repeats):
             ex, srv = execute_prompt(prompt, Path(scratch))
-            seconds = srv.node_seconds()
+            seconds = node_seconds(srv)
             times_cached.append(seconds[roles["cached"]])
             times_uncached.append(seconds[roles["uncached"]])
             runs.append(node_output(ex, roles["cache"]).model_options["transformer_options"]["diffusion_cache"]

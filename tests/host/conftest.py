@@ -16,13 +16,18 @@ COMFY_PATH = comfy_host.find_comfyui()
 def pytest_report_header(config):
     if COMFY_PATH is None:
         return ["!!! HOST TESTS SKIPPED: " + comfy_host.why_not_found()]
-    return [f"host tests run against the real ComfyUI at {COMFY_PATH}"]
+    lines = [f"host tests run against the real {comfy_host.describe(COMFY_PATH)}"]
+    made_for = comfy_host.venv_comfyui()
+    if made_for is not None and made_for.resolve() != COMFY_PATH:
+        lines.append(f"!!! this Python ({sys.prefix}) was set up for {comfy_host.describe(made_for)}, "
+                     f"not for this one: use that version's environment (scripts/run_tests.sh does)")
+    return lines
 
 
 def pytest_collection_modifyitems(config, items):
     if COMFY_PATH is not None:
         return
-    marker = pytest.mark.skip(reason="no real ComfyUI found (set COMFYUI_PATH or run scripts/setup.sh)")
+    marker = pytest.mark.skip(reason="no real ComfyUI found: " + comfy_host.why_not_found().splitlines()[0])
     for item in items:
         if "tests/host" in str(item.fspath).replace("\\", "/"):
             item.add_marker(marker)

@@ -125,19 +125,10 @@ class CallCounter:
 def low_memory(monkeypatch):
     """Make ComfyUI's cond batching see no free memory, as on a small GPU: every
     conditioning then runs in its own model call (comfy/samplers.py _calc_cond_batch).
-    Only the batching decision sees it; model loading is untouched."""
-    import comfy.model_management
-    import comfy.samplers
-
-    class NoFreeMemory:
-        def __getattr__(self, name):
-            return getattr(comfy.model_management, name)
-
-        @staticmethod
-        def get_free_memory(dev=None, torch_free_too=False):
-            return (0, 0) if torch_free_too else 0
-
-    monkeypatch.setattr(comfy.samplers, "model_management", NoFreeMemory())
+    Only the batching decision sees it; model loading is untouched. Where ComfyUI asks
+    for the free memory differs by version: nodes/compat.py knows."""
+    import comfy_host
+    comfy_host.compat().no_free_memory_for_cond_batching(monkeypatch)
 
 
 # --------------------------------------------------------------------------------------

@@ -6,29 +6,9 @@ which must fail at the Diffusion Cache node with the node's own message.
 """
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import pytest
 
 STEPS = 6
-
-
-class Server:
-    """The attributes of ComfyUI's PromptServer that the executor touches, without a network."""
-
-    def __init__(self):
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.sockets_metadata = {}
-        self.sent = []
-
-    def send_sync(self, event, data, sid=None):
-        self.sent.append((event, data))
-
-    def queue_updated(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +50,13 @@ def workflow(model_name, **cache_overrides) -> dict:
     }
 
 
-def run(prompt):
+def run(pack, prompt):
     """Validate and execute ``prompt`` like the server's prompt worker; return the executor."""
-    import execution
-    prompt_id = str(uuid.uuid4())
-    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
-    assert valid, (error, node_errors)
-    executor = execution.PromptExecutor(Server(), cache_type=False)
-    executor.execute(prompt, prompt_id, {}, outputs)
+    compat = pack.nodes.compat
+    try:
+        executor, _ = compat.run_prompt(prompt)
+    except compat.PromptInvalid as e:
+        pytest.fail(f"ComfyUI rejected the prompt: {e}")
     return executor
 
 
@@ -85,21 +64,19 @@ def events(executor, name):
     return [data for event, data in executor.status_messages if event == name]
 
 
-def cached_model_of(executor, node_id="3"):
-    entry = executor.caches.outputs.get(node_id)
-    outputs = getattr(entry, "outputs", entry)
-    return outputs[0][0]
+def cached_model_of(pack, executor, node_id="3"):
+    return pack.nodes.compat.node_outputs(executor, node_id)[0][0]
 
 
 def test_workflow_runs_through_the_executor(comfy_nodes, pack, tiny_model_name, output_dir):
-    executor = run(workflow(tiny_model_name))
+    executor = run(pack, workflow(tiny_model_name))
     assert executor.success, events(executor, "execution_error")
     assert events(executor, "execution_success")
     saved = sorted(output_dir.glob("diffusion_cache_test*.png"))
     assert len(saved) == 2                      # one image per digit
     assert set(executor.history_result["outputs"]) == {"6"}
 
-    holder = cached_model_of(executor).model_options["transformer_options"]["diffusion_cache"]
+    holder = cached_model_of(pack, executor).model_options["transformer_options"]["diffusion_cache"]
     assert holder.node_id == "3"                # the node's own id, for its UI events
     stats = holder.last_stats
     stage0 = [r for r in stats["records"] if r["stage"] == 0]
@@ -109,7 +86,7 @@ def test_workflow_runs_through_the_executor(comfy_nodes, pack, tiny_model_name, 
 
 
 def test_bad_setting_fails_at_the_cache_node(comfy_nodes, pack, tiny_model_name, output_dir):
-    executor = run(workflow(tiny_model_name, start_percent=0.6, end_percent=0.4))
+    executor = run(pack, workflow(tiny_model_name, start_percent=0.6, end_percent=0.4))
     assert not executor.success
     assert not events(executor, "execution_success")
     (error,) = events(executor, "execution_error")
@@ -120,9 +97,8 @@ def test_bad_setting_fails_at_the_cache_node(comfy_nodes, pack, tiny_model_name,
 
 
 def test_negative_threshold_is_rejected_before_running(comfy_nodes, pack, tiny_model_name):
-    import execution
     prompt = workflow(tiny_model_name, threshold=-0.5)
-    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("bad", prompt, None))
+    valid, error, outputs, node_errors = pack.nodes.compat.validate_prompt(prompt, "bad")
     assert not valid
     assert "3" in node_errors and node_errors["3"]["class_type"] == "DiffusionCache"
     details = " ".join(e["details"] for e in node_errors["3"]["errors"])
