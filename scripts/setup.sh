@@ -8,7 +8,9 @@
 #   - for each ComfyUI version, its own environment .venv/comfyui-<version>: a venv that sees the
 #     base environment's packages (torch is shared, never reinstalled) and holds that version's
 #     requirements.txt (torch, torchvision and torchaudio lines left out), plus torchaudio
-#     ($TORCHAUDIO_SPEC, installed without dependencies) only where that version's core imports it.
+#     ($TORCHAUDIO_SPEC, installed without dependencies) only where that version's core imports it;
+#   - a newer ComfyUI frontend ($DIFFUSION_CACHE_EXTRA_FRONTENDS) in .venv/frontends/<version>,
+#     for one more browser test run with the newest ComfyUI found.
 # Each step is skipped when its stamp file says it is already done.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -110,6 +112,20 @@ done 3<<< "$INSTALLS"
 while read -r version; do
   [ -n "$version" ] && echo "[setup] NOT FOUND: ComfyUI $version (a tested version); set COMFYUI_PATH to test it too" >&2
 done <<< "$("$PY" "$HOST" missing)"
+
+# a newer ComfyUI frontend than any tested version pins, for one more browser test run
+# (ComfyUI's --front-end-root); set DIFFUSION_CACHE_EXTRA_FRONTENDS="" to skip
+for fv in ${DIFFUSION_CACHE_EXTRA_FRONTENDS-1.58.1}; do
+  target="$VENV/frontends/$fv"
+  if [ ! -f "$target/comfyui_frontend_package/static/index.html" ]; then
+    echo "[setup] installing ComfyUI frontend $fv into $target (for one more browser test run)"
+    rm -rf "$target"
+    "$PY" -m pip install --quiet --no-deps --target "$target" "comfyui-frontend-package==$fv" 2>&1 \
+      | grep -v -E "Location .* is ignored|^\s*$" >&2 || true
+    [ -f "$target/comfyui_frontend_package/static/index.html" ] \
+      || { echo "[setup] frontend $fv could not be installed; its browser run is skipped" >&2; rm -rf "$target"; }
+  fi
+done
 
 # browser tests: Debian's Chromium and playwright-core (never a downloaded browser build)
 if [ -z "${DIFFUSION_CACHE_NO_BROWSER:-}" ]; then

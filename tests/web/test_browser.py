@@ -13,8 +13,14 @@ browser session (tests/web/e2e.mjs, playwright-core) serve every test in this mo
 * a cache node moved into a subgraph gets its events (sent with the subgraph path id);
 * two samplers sharing one cached model give two runs, S1 and S2, under one node;
 * the browser logged no errors (network 404s of optional files are not errors of ours);
-* a screenshot of the two-sampler timeline is written to docs/timeline.png
-  (or to $DIFFUSION_CACHE_SCREENSHOT).
+* a screenshot of the two-sampler timeline is written to out/web/timeline-<ComfyUI version>.png
+  (or to $DIFFUSION_CACHE_SCREENSHOT; the README's docs/timeline.png is made that way).
+
+The server is the ComfyUI that ``comfy_host.find_comfyui()`` picks (scripts/run_tests.sh
+points each process at one version), run by this Python, so it serves the frontend pinned
+by that version's requirements, installed in its environment. ``DIFFUSION_CACHE_FRONTEND_ROOT``
+(a frontend package's ``static`` folder) serves another frontend instead, through ComfyUI's
+``--front-end-root``.
 
 Skips with the reason when Chromium, Node.js, playwright-core (``npm ci``), ComfyUI,
 the server's Python dependencies or the tiny model weights are missing.
@@ -44,12 +50,40 @@ from make_workflows import tiny_flux_fixture, tiny_flux_two_stage_fixture, widge
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 DEMO = REPO / "workflows" / "tiny_flux_demo.json"
 TINY_MODEL = "flux_tiny"
-SCREENSHOT = Path(os.environ.get("DIFFUSION_CACHE_SCREENSHOT", REPO / "docs" / "timeline.png"))
+FRONTEND_ROOT = os.environ.get("DIFFUSION_CACHE_FRONTEND_ROOT", "").strip() or None
 SERVER_START_S = 180
 E2E_TIMEOUT_S = 240
+
+
+def frontend_version() -> str | None:
+    """The version of the frontend the server will serve: the package beside
+    ``$DIFFUSION_CACHE_FRONTEND_ROOT``, else the one installed for this Python."""
+    from importlib import metadata
+    try:
+        if FRONTEND_ROOT:
+            # <target>/comfyui_frontend_package/static -> <target>/comfyui_frontend_package-X.dist-info
+            found = list(metadata.distributions(name="comfyui-frontend-package",
+                                                path=[str(Path(FRONTEND_ROOT).resolve().parent.parent)]))
+            return found[0].version if found else None
+        return metadata.version("comfyui-frontend-package")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _screenshot_path() -> Path:
+    env = os.environ.get("DIFFUSION_CACHE_SCREENSHOT")
+    if env:
+        return Path(env)
+    comfy = comfy_host.find_comfyui()
+    version = (comfy_host.comfyui_version(comfy) if comfy else None) or "unknown"
+    front = f"-frontend-{frontend_version()}" if FRONTEND_ROOT else ""
+    return REPO / "out" / "web" / f"timeline-{version}{front}.png"
+
+
+SCREENSHOT = _screenshot_path()
 SETTINGS = {
     "Comfy.TutorialCompleted": True,
-    "Comfy.InstalledVersion": "1.27.10",
+    "Comfy.InstalledVersion": frontend_version() or "1.27.10",   # no "what's new" over the canvas
     "Comfy.Canvas.NavigationMode": "legacy",
     "Comfy.Canvas.LeftMouseClickBehavior": "panning",
     "Comfy.Canvas.MouseWheelScroll": "zoom",
@@ -79,6 +113,8 @@ def _missing_tools() -> str | None:
         return "playwright-core is not installed (run `npm ci` in the repository root)"
     if comfy_host.find_comfyui() is None:
         return "no real ComfyUI found: " + comfy_host.why_not_found()
+    if FRONTEND_ROOT and not (Path(FRONTEND_ROOT) / "index.html").is_file():
+        return f"DIFFUSION_CACHE_FRONTEND_ROOT={FRONTEND_ROOT} holds no frontend (no index.html)"
     return None
 
 
@@ -112,6 +148,8 @@ def server():
     cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
            "--base-directory", str(base), "--disable-auto-launch", "--disable-api-nodes",
            "--database-url", "sqlite:///:memory:"]
+    if FRONTEND_ROOT:
+        cmd += ["--front-end-root", str(Path(FRONTEND_ROOT).resolve())]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=comfy, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -135,6 +173,10 @@ def server():
                 time.sleep(1)
         if "DiffusionCache" not in info:
             pytest.fail("the Diffusion Cache pack did not load:\n" + log_path.read_text(errors="replace")[-3000:])
+        if FRONTEND_ROOT:
+            web_root = [ln for ln in log_path.read_text(errors="replace").splitlines() if "web root:" in ln]
+            assert web_root and str(Path(FRONTEND_ROOT).resolve()) in web_root[-1], \
+                f"ComfyUI does not serve the frontend in {FRONTEND_ROOT}: {web_root}"
         yield {"url": url, "object_info": info, "base": base, "log": log_path}
     finally:
         proc.terminate()
@@ -197,7 +239,9 @@ def report(server):
     if shot.is_file():
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
-    print(f"browser session: {elapsed:.1f}s on {data['demo']}; phases: {data.get('timings')}")
+    print(f"browser session: {comfy_host.describe(comfy_host.find_comfyui())}, frontend "
+          f"{frontend_version() or '(unknown version)'}{' from ' + FRONTEND_ROOT if FRONTEND_ROOT else ''}; "
+          f"{elapsed:.1f}s on {data['demo']}; phases: {data.get('timings')}")
     return data
 
 
@@ -280,7 +324,7 @@ def test_every_workflow_loads_without_missing_nodes(server, report):
                 problems.append(f"{path.name}: node {n['id']} ({n['type']}) has {len(n.get('widgets_values', []))} "
                                 f"widget values for {len(layout)} widgets {layout}")
         for rt in loaded["roundTrip"]:
-            if rt["loaded"] != rt["file"]:
+            if (rt["loaded"] or []) != (rt["file"] or []):     # newer frontends drop an empty list
                 problems.append(f"{path.name}: node {rt['id']} ({rt['type']}) widget values changed on load: "
                                 f"{rt['file']} -> {rt['loaded']}")
             if rt["links_in"] != rt["links_file"]:
