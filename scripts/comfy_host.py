@@ -338,15 +338,15 @@ def _main(argv: list[str]) -> int:
         print("\n".join(requirements(Path(argv[1]))))
     elif cmd == "needs":                 # comfy_host.py needs PATH MODULE: exit 0 if the core imports it
         return 0 if core_imports(Path(argv[1]), argv[2]) else 1
-    elif cmd == "find":
+    elif cmd in ("find", "pick"):        # the ComfyUI this process would use; pick: version<TAB>path
         path = find_comfyui()
         if path is None:
             print(why_not_found(), file=sys.stderr)
             return 1
-        print(path)
+        print(f"{comfyui_version(path) or 'unknown'}\t{path}" if cmd == "pick" else path)
     else:
         print(f"unknown command {cmd!r}: list | ensure | missing | looked-in | requirements PATH | "
-              "needs PATH MODULE | find", file=sys.stderr)
+              "needs PATH MODULE | find | pick", file=sys.stderr)
         return 2
     return 0
 
