@@ -2,13 +2,16 @@
 
 A model call's batch holds one chunk per conditioning (ComfyUI's ``uuids``). The
 store keeps each chunk under its key, so a later call that batches the conds in
-another order, or alone (split CFG), finds its own tensors. It resets itself, with
-a logged reason, when shape, dtype, device or the batch layout changes.
+another order, or alone (split CFG), finds its own tensors. Shape, dtype and device
+are kept per slot *and branch*: conditionings of different shapes (a negative prompt
+of another length, an area, reference latents on one branch) each keep their own
+state. When a branch's chunk changes shape, that branch alone is reset, with its
+reason logged once.
 """
 from __future__ import annotations
 
 import logging
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import torch
 
@@ -23,14 +26,20 @@ def split_batch(tensor: torch.Tensor, keys: Sequence[Hashable]) -> dict:
     return dict(zip(keys, tensor.chunk(n, dim=0)))
 
 
+def _describe(meta: tuple) -> str:
+    return f"{list(meta[0])} {meta[1]} {meta[2]}"
+
+
 class BranchStore:
-    """slot name -> branch key -> tensor, with metadata checks."""
+    """slot name -> branch key -> tensor, with metadata checked per slot and branch."""
 
     def __init__(self, name: str = "cache"):
         self.name = name
         self._slots: dict[str, dict[Hashable, torch.Tensor]] = {}
-        self._meta: dict[str, tuple] = {}
-        self.resets: list[str] = []
+        self._meta: dict[tuple[str, Hashable], tuple] = {}     # (slot, branch) -> (shape, dtype, device)
+        self.resets: list[str] = []                           # each distinct reason, once
+        self.reset_count = 0
+        self.listeners: list[Callable[[Hashable], None]] = []  # told the branch a reset dropped
 
     @staticmethod
     def _metadata(t: torch.Tensor) -> tuple:
@@ -39,20 +48,18 @@ class BranchStore:
     def put(self, slot: str, keys: Sequence[Hashable], tensor: torch.Tensor | None) -> None:
         """Store ``tensor`` (batched over ``keys``) chunk by chunk."""
         if tensor is None:
-            self._slots.setdefault(slot, {})
+            table = self._slots.setdefault(slot, {})
             for k in keys:
-                self._slots[slot][k] = None
+                table[k] = None
             return
-        chunks = split_batch(tensor, keys)
-        meta = self._metadata(next(iter(chunks.values())))
-        old = self._meta.get(slot)
-        if old is not None and old != meta:
-            self.reset(f"{slot}: chunk changed from shape {list(old[0])} {old[1]} {old[2]} "
-                       f"to {list(meta[0])} {meta[1]} {meta[2]}")
-        self._meta[slot] = meta
-        target = self._slots.setdefault(slot, {})
-        for k, chunk in chunks.items():
-            target[k] = chunk.detach()
+        for k, chunk in split_batch(tensor, keys).items():
+            meta = self._metadata(chunk)
+            old = self._meta.get((slot, k))
+            if old is not None and old != meta:
+                self.reset_branch(k, f"{slot} of branch {_short(k)}: chunk changed from shape {_describe(old)} "
+                                     f"to {_describe(meta)}")
+            self._meta[(slot, k)] = meta
+            self._slots.setdefault(slot, {})[k] = chunk.detach()
 
     def has(self, slot: str, keys: Sequence[Hashable]) -> bool:
         table = self._slots.get(slot)
@@ -70,15 +77,17 @@ class BranchStore:
         """True when ``slot`` holds every key with chunks shaped like ``like``'s chunks."""
         if not self.has(slot, keys):
             return False
-        meta = self._meta.get(slot)
-        if meta is None:
-            return True
         n = len(keys)
-        chunk_shape = (like.shape[0] // n,) + tuple(like.shape[1:])
-        return meta == (chunk_shape, like.dtype, like.device)
+        if n == 0 or like.shape[0] % n != 0:
+            return False
+        chunk = ((like.shape[0] // n,) + tuple(like.shape[1:]), like.dtype, like.device)
+        return all(self._meta.get((slot, k), chunk) == chunk for k in keys)
 
     def slots(self) -> list[str]:
         return list(self._slots)
+
+    def branches(self) -> set:
+        return {k for table in self._slots.values() for k in table}
 
     def nbytes(self) -> int:
         total = 0
@@ -88,9 +97,30 @@ class BranchStore:
                     total += t.numel() * t.element_size()
         return total
 
-    def reset(self, reason: str | None = None) -> None:
-        if reason:
+    def _note(self, reason: str) -> None:
+        self.reset_count += 1
+        if reason not in self.resets:
             log.info("Diffusion Cache: %s reset (%s)", self.name, reason)
             self.resets.append(reason)
+
+    def reset_branch(self, key: Hashable, reason: str | None = None) -> None:
+        """Drop every slot of one branch; the other branches keep theirs."""
+        if reason:
+            self._note(reason)
+        for table in self._slots.values():
+            table.pop(key, None)
+        for slot_key in [sk for sk in self._meta if sk[1] == key]:
+            del self._meta[slot_key]
+        for listener in self.listeners:
+            listener(key)
+
+    def reset(self, reason: str | None = None) -> None:
+        if reason:
+            self._note(reason)
         self._slots.clear()
         self._meta.clear()
+
+
+def _short(key) -> str:
+    text = str(key)
+    return text if len(text) <= 40 else text[:37] + "..."

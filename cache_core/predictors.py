@@ -1,7 +1,8 @@
 """What a cached step returns. A policy says *when* to compute; a predictor says *what*
 to return otherwise: the last computed value (reuse) or a forecast from the history of
 computed values (Taylor, Hermite, FoCa, frequency split). History is kept per slot and
-per branch, bounded, and freed at the end of the run."""
+per branch, bounded, and freed at the end of the run. Only computed values are recorded:
+the engine never records what a predictor returned."""
 from __future__ import annotations
 
 from typing import Hashable, Sequence
@@ -61,7 +62,7 @@ class ForecastPredictor(ReusePredictor):
         self.cutoff = cutoff
         self.history: dict[tuple, list] = {}       # (slot, key) -> [(x, tensor), ...] full values
         self.window: dict[tuple, list] = {}        # FoCa's rolling window, full or forecast
-        self.meta: dict[str, tuple] = {}
+        store.listeners.append(self.forget_branch)
 
     @property
     def depth(self) -> int:
@@ -122,6 +123,12 @@ class ForecastPredictor(ReusePredictor):
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         last = self.store.get(slot, keys)
         return out.to(last.dtype) if last is not None else out
+
+    def forget_branch(self, key) -> None:
+        """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""
+        for table in (self.history, self.window):
+            for slot_key in [sk for sk in table if sk[1] == key]:
+                del table[slot_key]
 
     def nbytes(self) -> int:
         total = super().nbytes()

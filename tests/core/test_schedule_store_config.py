@@ -86,8 +86,30 @@ def test_store_is_keyed_by_branch_and_resets_with_a_reason(caplog):
     with caplog.at_level(logging.INFO, logger="diffusion_cache"):
         store.put("R", ("c",), torch.zeros(1, 5))
     assert store.resets and "shape" in store.resets[0]
-    assert not store.has("R", ("u",))
+    # the reset is the changed branch's alone: the other branch keeps its tensor
+    assert store.has("R", ("u",)) and store.matches("R", ("u",), torch.zeros(1, 3))
+    assert store.matches("R", ("c",), torch.zeros(1, 5)) and not store.matches("R", ("c",), torch.zeros(1, 3))
     assert any("reset" in r.message for r in caplog.records)
+
+
+def test_branches_of_different_shapes_coexist_and_a_reset_is_logged_once(caplog):
+    store = BranchStore("test")
+    keys = []
+    store.listeners.append(keys.append)
+    for _ in range(5):                                  # cond and uncond of different lengths, alternating
+        store.put("txt", ("c",), torch.zeros(1, 8, 4))
+        store.put("txt", ("u",), torch.ones(1, 12, 4))
+        store.put("img", ("c", "u"), torch.zeros(2, 16, 4))
+    assert store.resets == [] and keys == []
+    assert store.get("txt", ("c",)).shape == (1, 8, 4) and store.get("txt", ("u",)).shape == (1, 12, 4)
+    with caplog.at_level(logging.INFO, logger="diffusion_cache"):
+        for n in (9, 8, 9, 8):                            # branch c changes shape back and forth
+            store.put("txt", ("c",), torch.zeros(1, n, 4))
+    assert store.reset_count == 4 and keys == ["c"] * 4
+    assert len(store.resets) == 2                       # one line per distinct reason
+    assert len([r for r in caplog.records if "reset" in r.getMessage()]) == 2
+    assert store.has("img", ("u",)) and not store.has("img", ("c",))   # c's other slots went with it
+    assert store.get("txt", ("u",)).shape == (1, 12, 4)
 
 
 @settings(max_examples=40, deadline=None)
