@@ -7,10 +7,20 @@ first evaluation (ComfyUI's progress callback); evaluations after that report an
 before step ``i + 1`` begins are extra stages of step ``i``: midpoints that are not
 on the schedule (DPM++ 2S), and, for samplers known to correct at the next sigma
 (Heun), the first evaluation at sigma[i + 1].
+
+Samplers with churn (``s_churn > 0`` in k-diffusion's Euler, Heun and DPM-2) evaluate
+step ``i`` at ``sigma_hat = sigma[i] * (1 + gamma)``, one gamma for the whole run (steps
+outside ``s_tmin``..``s_tmax`` keep ``sigma[i]``). That sigma is off the schedule, but
+it lies above the previous step's sigma (above ``sigma[0]`` for the first step), where
+no midpoint or corrector lies: the first such evaluation gives gamma, and from then on
+``sigma[i] * (1 + gamma)`` locates step ``i`` like ``sigma[i]`` does.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+MAX_CHURN = math.sqrt(2.0) - 1.0      # k-diffusion caps gamma at sqrt(2) - 1
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,7 @@ class StepLocator:
         self.last_report = -1
         self._corrected: set[int] = set()
         self._last_stage0: tuple[int, float] | None = None
+        self.churn: float | None = None           # gamma of a churning sampler, once seen
 
     def step_reported(self, index: int) -> None:
         """The sampler reports step ``index`` (after the step's first evaluation)."""
@@ -43,12 +54,38 @@ class StepLocator:
 
     def _exact_index(self, sigma: float) -> int | None:
         k = min(range(self.total_steps), key=lambda i: abs(self.sigmas[i] - sigma))
-        return k if self._close(sigma, self.sigmas[k]) else None
+        if self._close(sigma, self.sigmas[k]):
+            return k
+        if self.churn is not None:
+            scale = 1.0 + self.churn
+            k = min(range(self.total_steps), key=lambda i: abs(self.sigmas[i] * scale - sigma))
+            if self._close(sigma, self.sigmas[k] * scale):
+                return k
+        return None
+
+    def _infer_churn(self, sigma: float) -> bool:
+        """An off-schedule sigma above the previous step's: the churned sigma of the next step."""
+        if self.churn is not None:
+            return False
+        if self.expect_reports:
+            step = self.last_report + 1
+        else:
+            step = 0 if self._last_stage0 is None else self._last_stage0[0] + 1
+        if not 0 <= step < self.total_steps or self.sigmas[step] <= 0:
+            return False
+        above = self.sigmas[step - 1] if step > 0 else self.sigmas[0]
+        gamma = sigma / self.sigmas[step] - 1.0
+        if sigma > above * (1 + self.rel_tol) and 0 < gamma <= MAX_CHURN * (1 + self.rel_tol):
+            self.churn = gamma
+            return True
+        return False
 
     def locate(self, sigma: float) -> StepLocation:
         """Return (step, stage) of an evaluation at ``sigma``."""
         sigma = float(sigma)
         exact = self._exact_index(sigma)
+        if exact is None and self._infer_churn(sigma):
+            exact = self._exact_index(sigma)
         if exact is None:
             # between schedule points: an extra stage of the step whose interval holds it
             return StepLocation(self._interval_of(sigma), 1)
