@@ -1,11 +1,13 @@
 """One sampling run of a cache: step contexts, decisions, block spans, statistics.
 
-The host (ComfyUI's wrappers and block patches, or a test) drives it with three
+The host (ComfyUI's wrappers and block patches, or a test) drives it with these
 kinds of events:
 
-* ``begin_evaluation(sigma, ...)`` / ``end_evaluation()`` around one model
-  evaluation of the sampler (all conditionings of one step stage, possibly split
-  over several model calls);
+* ``begin_sampler_evaluation(sigma)`` / ``end_sampler_evaluation()`` around one
+  evaluation of the sampler's model function (ComfyUI's ``predict_noise``), optional;
+* ``begin_evaluation(sigma, branches, variant)`` / ``end_evaluation()`` around one pass
+  over the conditionings (ComfyUI's ``calc_cond_batch``), possibly split over several
+  model calls. Without a sampler evaluation around it, a pass is its own evaluation;
 * ``model_call(x, keys, branches, run_model)`` for each model call; for
   output-granularity policies it computes or reuses the whole call;
 * ``block(g, args, run_block, probe_fn)`` for each transformer block ``g`` of a
@@ -17,12 +19,19 @@ of each run of one block kind adds that run's cached residual: the sum of the
 per-block residuals recorded at the last full step. Summing per block keeps
 anything the host adds between blocks (ControlNet residuals) out of the cache,
 so the host's fresh additions still apply on cached steps.
+
+One sampler evaluation may make several passes at its sigma: guidance passes (skip-layer
+guidance, PAG, SAG) with other patches or another input, and ComfyUI's context windows,
+one pass per window. The host names what distinguishes a pass (``variant``); the run's
+first pass is the main one, and every other pass keeps its own cached state (its branch
+keys are ``PassKey(pass, key)``), decided with the step but never mixed into the main
+pass's residuals, outputs or forecast histories.
 """
 from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable, Sequence
 
 import torch
@@ -39,6 +48,17 @@ from .schedule import StepLocator
 log = logging.getLogger("diffusion_cache")
 _run_ids = itertools.count(1)
 STREAM_KEYS = ("img", "txt", "x")
+
+
+@dataclass(frozen=True)
+class PassKey:
+    """The branch ``key`` as seen by a pass other than the main one (a guidance pass, a
+    context window): its cached state is its own."""
+    pass_id: tuple
+    key: Hashable
+
+    def __str__(self) -> str:
+        return f"{self.key} (pass {self.pass_id[1] + 1} of variant {hash(self.pass_id[0]) & 0xffff:04x})"
 
 
 @dataclass
@@ -62,6 +82,9 @@ class _Evaluation:
     blocks_total: int = 0
     calls: int = 0
     block_mask: list = field(default_factory=list)     # the first call's per-block bits
+    explicit: bool = False                             # a sampler evaluation: passes join it
+    in_pass: bool = False
+    passes: dict = field(default_factory=dict)         # variant -> passes begun in this evaluation
 
 
 class CacheRun:
@@ -93,6 +116,8 @@ class CacheRun:
         self.lead = None                 # the branch whose measurements decide (first key of the run)
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
+        self.main_pass = None            # (variant, index) of the run's first pass: plain branch keys
+        self.pass_id = None              # the pass in progress, when it is not the main one
         self.policy.begin_run(self.sigmas)
         if self.layout:
             total = self.layout.total
@@ -109,17 +134,61 @@ class CacheRun:
             self.stream_keys: dict[tuple, tuple] = {}    # (span, run index) -> streams it caches
 
     # ---- evaluations -------------------------------------------------------------
-    def begin_evaluation(self, sigma: float, branches: Sequence = ()) -> StepContext:
+    def begin_sampler_evaluation(self, sigma: float) -> StepContext:
+        """One evaluation of the sampler's model function: the passes it makes (guidance
+        passes, context windows) all belong to its step and stage."""
         if self.evaluation is not None:
-            self.end_evaluation()
+            self._finish_evaluation()
+        return self._open_evaluation(sigma, (), explicit=True).ctx
+
+    def end_sampler_evaluation(self) -> None:
+        self.pass_id = None
+        if self.evaluation is not None:
+            self._finish_evaluation()
+
+    def begin_evaluation(self, sigma: float, branches: Sequence = (), variant: Hashable = None) -> StepContext:
+        """One pass over the conditionings. ``variant`` is what distinguishes this pass from
+        the others of its sampler evaluation (the host's patches, window, conditionings)."""
+        ev = self.evaluation
+        if ev is None or not ev.explicit:
+            if ev is not None:
+                self._finish_evaluation()
+            ev = self._open_evaluation(sigma, branches, explicit=False)
+        elif branches and not ev.ctx.branches:
+            ev.ctx = replace(ev.ctx, branches=tuple(branches))
+        index = ev.passes.get(variant, 0)
+        ev.passes[variant] = index + 1
+        ident = (variant, index)
+        if self.main_pass is None:
+            self.main_pass = ident
+        self.pass_id = None if ident == self.main_pass else ident
+        ev.in_pass = True
+        return ev.ctx
+
+    def _open_evaluation(self, sigma: float, branches: Sequence, explicit: bool) -> _Evaluation:
         loc = self.locator.locate(sigma)
         ctx = StepContext(self.run_id, loc.step, self.locator.total_steps, loc.stage, float(sigma),
                           self.locator.progress(loc.step), tuple(branches))
-        self.evaluation = _Evaluation(ctx)
-        return ctx
+        self.evaluation = _Evaluation(ctx, explicit=explicit)
+        return self.evaluation
+
+    def _branch_keys(self, keys: Sequence[Hashable]) -> tuple:
+        """The cache's keys for the conditionings ``keys`` of the pass in progress."""
+        keys = tuple(keys)
+        return keys if self.pass_id is None else tuple(PassKey(self.pass_id, k) for k in keys)
 
     def end_evaluation(self) -> None:
+        """The end of a pass; inside a sampler evaluation the evaluation goes on."""
+        ev = self.evaluation
+        self.pass_id = None
+        if ev is not None and ev.explicit and ev.in_pass:
+            ev.in_pass = False
+            return
+        self._finish_evaluation()
+
+    def _finish_evaluation(self) -> None:
         ev, self.evaluation = self.evaluation, None
+        self.pass_id = None
         if ev is None or ev.calls == 0:
             return
         verdict = ev.verdict or Verdict(Decision.COMPUTE)
@@ -132,7 +201,7 @@ class CacheRun:
         record = DecisionRecord(ev.ctx.step, ev.ctx.stage, ev.ctx.sigma, list(ev.ctx.branches),
                                 decision.value, verdict.metric, verdict.threshold,
                                 ev.blocks_computed, ev.blocks_total,
-                                verdict.reason if decision == Decision.COMPUTE else "",
+                                _reason(decision, verdict),
                                 "".join(ev.block_mask))
         self.stats.add(record)
         self.stats.note_cache_bytes(self.predictor.nbytes())
@@ -207,7 +276,7 @@ class CacheRun:
         ``run_model``, reports the deep feature through ``record_deep_feature``."""
         ev = self._ensure_evaluation(sigma)
         ev.calls += 1
-        keys = tuple(keys)
+        keys = self._branch_keys(keys)
         self.call = _Call(keys)
         if self.granularity == "stack":
             call = self.call
@@ -235,7 +304,7 @@ class CacheRun:
         if slot == "D" and out.shape == x.shape:
             self.predictor.record(slot, keys, out - x, ev.ctx)
         elif slot == "O":
-            self.predictor.record(slot, keys, out, ev.ctx)
+            self.predictor.record(slot, keys, out.clone(), ev.ctx)    # a copy: the host may write into out
         if ev.ctx.stage == 0:
             self._observe(ev.ctx, keys, x, out, None)
         self.call = None
@@ -255,7 +324,9 @@ class CacheRun:
         verdict = self._decide(keys, None, ready)
         try:
             if verdict.decision != Decision.COMPUTE and ready:
-                return run_shallow(self.predictor.predict("deep", keys, ev.ctx))
+                self.call.recording = False      # the shallow branch reports the feature it was given
+                feature = self.predictor.predict("deep", keys, ev.ctx)
+                return run_shallow(feature.clone())   # a copy: output-block patches may write into it
             if verdict.decision != Decision.COMPUTE:
                 ev.fell_back = True
             ev.blocks_computed += 1
@@ -264,9 +335,10 @@ class CacheRun:
             self.call = None
 
     def record_deep_feature(self, feature: torch.Tensor) -> None:
-        """The host reports the deep feature of the full call in progress."""
-        if self.call is not None and self.evaluation is not None:
-            self.predictor.record("deep", self.call.keys, feature, self.evaluation.ctx)
+        """The host reports the deep feature of the full call in progress. Only a computed
+        feature is recorded, as a copy (the host's patches may edit theirs in place later)."""
+        if self.call is not None and self.call.recording and self.evaluation is not None:
+            self.predictor.record("deep", self.call.keys, feature.detach().clone(), self.evaluation.ctx)
 
     # ---- blocks ----------------------------------------------------------------------
     def block(self, g: int, args: dict, run_block: Callable[[dict], dict],
@@ -280,7 +352,7 @@ class CacheRun:
             return run_block(args)
         if g == 0 and (self.call is None or self.call.implicit):
             self._ensure_evaluation(None).calls += 1
-            self.call = _Call(tuple(keys) or ("batch",), implicit=True)
+            self.call = _Call(self._branch_keys(tuple(keys) or ("batch",)), implicit=True)
         ev, call = self.evaluation, self.call
         if ev is None or call is None:
             return run_block(args)
@@ -391,7 +463,7 @@ class CacheRun:
     # ---- end of run ----------------------------------------------------------------------
     def finish(self) -> RunStats:
         if self.evaluation is not None:
-            self.end_evaluation()
+            self.end_sampler_evaluation()     # also a sampler evaluation the host left open
         self.stats.resets.extend(self.store.resets)
         self.stats.finish()
         self.predictor.clear()
@@ -401,6 +473,12 @@ class CacheRun:
 
 def _slot(span: tuple, run: int, stream: str) -> str:
     return f"{span[0]}-{span[1]}/{run}:{stream}"
+
+
+def _reason(decision: Decision, verdict: Verdict) -> str:
+    if decision != Decision.COMPUTE:
+        return ""
+    return verdict.reason if verdict.decision == Decision.COMPUTE else "nothing cached for a pass"
 
 
 def _fmt(v):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from . import events
+from .passes import pass_variant, predict_noise_wrapper
 from .holder import HOLDER_KEY, RUN_KEY
 
 log = logging.getLogger("diffusion_cache")
@@ -86,7 +87,7 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     timestep = args[3] if len(args) > 3 else kwargs.get("timestep")
     branches = tuple("cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
                      for i, c in enumerate(conds or []) if c is not None)
-    run.begin_evaluation(float(timestep.flatten()[0]), branches)
+    run.begin_evaluation(float(timestep.flatten()[0]), branches, pass_variant(conds, model_options))
     try:
         return executor(*args, **kwargs)
     finally:
@@ -154,12 +155,13 @@ def attach(model, holder) -> None:
     detach(model)   # a second Diffusion Cache node on the same model replaces the first
     model.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     model.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
+    model.add_wrapper_with_key(WrappersMP.PREDICT_NOISE, WRAPPER_KEY, predict_noise_wrapper)
     model.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, WRAPPER_KEY, calc_cond_batch_wrapper)
     model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, diffusion_model_wrapper)
     if holder.config.method == "deepcache":
-        from .unet_deepcache import make_capture_patch, shallow_limits
+        from .unet_deepcache import install_capture_patch, shallow_limits
         _, first_output = shallow_limits(model.get_model_object("diffusion_model"), holder.config.deepcache_depth)
-        model.set_model_output_block_patch(make_capture_patch(first_output))
+        install_capture_patch(model, first_output)
     if not holder.uses_blocks:
         return
     existing = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
@@ -173,7 +175,8 @@ def attach(model, holder) -> None:
 def detach(model) -> None:
     """Remove everything ``attach`` registered (the model stays usable)."""
     from comfy.patcher_extension import WrappersMP
-    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.CALC_COND_BATCH, WrappersMP.DIFFUSION_MODEL):
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.PREDICT_NOISE, WrappersMP.CALC_COND_BATCH,
+                         WrappersMP.DIFFUSION_MODEL):
         model.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     options = model.model_options.get("transformer_options", {})
     options.pop(HOLDER_KEY, None)

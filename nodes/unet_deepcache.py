@@ -5,7 +5,9 @@ served from the DIFFUSION_MODEL wrapper (keyed "diffusion_cache", removable): it
 the U-Net's own input blocks down to ``depth`` and the matching output blocks, with
 ComfyUI's ``forward_timestep_embed``, around the deep feature captured at the last
 full step. Full steps run the model untouched; an ``output_block_patch`` (ComfyUI's
-patch point before each output block) captures the deep feature on the way.
+patch point before each output block), registered first, captures the deep feature on
+the way, before other patches edit it. A cached step hands the shallow branch a copy of
+the cached feature, and every output-block patch (FreeU's included) applies to it once.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def shallow_limits(unet, depth: int) -> tuple[int, int]:
 
 
 def make_capture_patch(first_output: int):
-    """An output_block_patch that hands the feature entering output block ``first_output`` to the run."""
+    """An output_block_patch that hands the feature entering output block ``first_output`` to the run
+    (which keeps a copy, and only on a computed call)."""
     def capture(h, hsp, transformer_options):
         run = transformer_options.get(RUN_KEY)
         if run is not None and transformer_options.get("block") == ("output", first_output):
@@ -32,6 +35,18 @@ def make_capture_patch(first_output: int):
         return h, hsp
     capture.diffusion_cache = True
     return capture
+
+
+def install_capture_patch(model, first_output: int) -> None:
+    """Register the capture patch as the *first* output_block_patch: it must see the feature
+    as the block above produced it, before any other patch (FreeU scales it, in place) acts.
+    The cached feature then goes through every other patch once per step, fresh, like the
+    skip feature does. Patches registered later (nodes after this one) come after it anyway."""
+    model.set_model_output_block_patch(make_capture_patch(first_output))
+    patches = model.model_options["transformer_options"]["patches"]
+    ours = [p for p in patches["output_block_patch"] if getattr(p, "diffusion_cache", False)]
+    others = [p for p in patches["output_block_patch"] if not getattr(p, "diffusion_cache", False)]
+    patches["output_block_patch"] = ours[-1:] + others     # a new list: the old one may be shared
 
 
 def _unet_inputs(args, kwargs):
