@@ -157,3 +157,14 @@ def no_free_memory_for_cond_batching(monkeypatch):
             return (0, 0) if torch_free_too else 0
 
     monkeypatch.setattr(comfy.samplers, "model_management", NoFreeMemory())
+
+
+def every_progress_report_reaches_the_hook(monkeypatch):
+    """ComfyUI 0.9.2: ``comfy.utils.ProgressBar`` throttles its global hook (at most one
+    report per ``PROGRESS_THROTTLE_MIN_INTERVAL``, 0.1 s, besides the first and the last).
+    The server's hook is where a Cancel raises ``InterruptProcessingException``; on a
+    model this small every step is faster than that, so only the last step would reach
+    it. Lift the throttle, as slow steps of a real model do. ``monkeypatch`` is pytest's."""
+    import comfy.utils
+    if hasattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL"):
+        monkeypatch.setattr(comfy.utils, "PROGRESS_THROTTLE_MIN_INTERVAL", 0.0)

@@ -520,11 +520,14 @@ def _interrupt_from_progress_hook(comfy_nodes, tiny, model):
             comfy.model_management.interrupt_current_processing(True)
         comfy.model_management.throw_exception_if_processing_interrupted()
 
+    import comfy_host
     previous = comfy.utils.PROGRESS_BAR_HOOK
     comfy.utils.set_progress_bar_global_hook(progress_hook)
     try:
-        with pytest.raises(comfy.model_management.InterruptProcessingException) as info:
-            ksample(comfy_nodes, tiny, model=model)
+        with pytest.MonkeyPatch.context() as mp:
+            comfy_host.compat().every_progress_report_reaches_the_hook(mp)
+            with pytest.raises(comfy.model_management.InterruptProcessingException) as info:
+                ksample(comfy_nodes, tiny, model=model)
     finally:
         comfy.utils.set_progress_bar_global_hook(previous)
         comfy.model_management.interrupt_current_processing(False)
