@@ -27,7 +27,7 @@ def pytest_report_header(config):
 def pytest_collection_modifyitems(config, items):
     if COMFY_PATH is not None:
         return
-    marker = pytest.mark.skip(reason="no real ComfyUI found: " + comfy_host.why_not_found().splitlines()[0])
+    marker = pytest.mark.skip(reason=comfy_host.why_not_found().splitlines()[0])
     for item in items:
         if "tests/host" in str(item.fspath).replace("\\", "/"):
             item.add_marker(marker)
