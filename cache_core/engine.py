@@ -26,6 +26,10 @@ one pass per window. The host names what distinguishes a pass (``variant``); the
 first pass is the main one, and every other pass keeps its own cached state (its branch
 keys are ``PassKey(pass, key)``), decided with the step but never mixed into the main
 pass's residuals, outputs or forecast histories.
+
+Streams are the block arguments named in ``STREAM_KEYS``. A stream may be a tuple of
+tensors (LTX-2 hands its blocks ``img = (video, audio)``): each element gets its own
+residual. Other block arguments are passed through untouched.
 """
 from __future__ import annotations
 
@@ -113,6 +117,7 @@ class CacheRun:
         self.probe_fn = probe_fn
         self.consecutive_cached = 0
         self.cached_steps = 0
+        self.output_of = None            # the model-input chunk whose output the "O" slot holds
         self.lead = None                 # the branch whose measurements decide (first key of the run)
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
@@ -259,6 +264,7 @@ class CacheRun:
         keys = tuple(keys)
         if self.lead is None and keys:
             self.lead = keys[0]
+        tensor = _first_tensor(tensor)
         if tensor is None or self.lead not in keys or len(keys) == 1:
             return keys, tensor
         return (self.lead,), split_batch(tensor, keys)[self.lead]
@@ -291,20 +297,26 @@ class CacheRun:
             return self._deep_call(ev, keys, run_model, run_shallow)
         ev.blocks_total += 1
         slot = "D" if self.policy.name == "easycache" else "O"
-        ready = self.predictor.ready(slot, keys, like=x)
+        # outputs may be shaped unlike the input (conditioning channels concatenated to it): the slot
+        # fits when the input is shaped like the one it was recorded for
+        ready = self.predictor.ready(slot, keys) and self.output_of == _chunk_signature(x, keys)
         verdict = self._decide(keys, x, ready)
         if verdict.decision != Decision.COMPUTE:
             if ready:
                 cached = self.predictor.predict(slot, keys, ev.ctx)
                 self.call = None
-                return x + cached.to(x.device) if slot == "D" else cached.to(x.device).clone()
+                if slot == "D":      # the output's channels are the input's first ones
+                    return x[:, :cached.shape[1]] + cached.to(x.device)
+                return cached.to(x.device).clone()
             ev.fell_back = True
         out = run_model()
         ev.blocks_computed += 1
-        if slot == "D" and out.shape == x.shape:
-            self.predictor.record(slot, keys, out - x, ev.ctx)
+        if slot == "D" and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] <= x.shape[1]:
+            self.predictor.record(slot, keys, out - x[:, :out.shape[1]], ev.ctx)
+            self.output_of = _chunk_signature(x, keys)
         elif slot == "O":
             self.predictor.record(slot, keys, out.clone(), ev.ctx)    # a copy: the host may write into out
+            self.output_of = _chunk_signature(x, keys)
         if ev.ctx.stage == 0:
             self._observe(ev.ctx, keys, x, out, None)
         self.call = None
@@ -365,20 +377,20 @@ class CacheRun:
     def _block(self, g, args, run_block, probe_fn, ev, call) -> dict:
         ev.blocks_total += 1
         if g < self.front:                       # front blocks always run; they give the probe
-            img = args.get("img")
+            img = _primary(args)
             if isinstance(img, torch.Tensor) and (call.front_in is None or call.front_in.shape != img.shape):
                 call.front_in = img.clone()      # (restart at a change of stream layout)
             out = run_block(args)
             ev.blocks_computed += 1
             if g == self.front - 1:
-                probe = out["img"] - call.front_in if call.front_in is not None else out["img"]
+                probe = _primary(out) - call.front_in if call.front_in is not None else _primary(out)
                 call.front_in = None
                 self._decide_call(call, probe, out)
             return out
         if call.verdict is None:
             probe = None
             if self.policy.probe in ("modulated_input", "block_input"):
-                probe = probe_fn(args) if probe_fn is not None else args["img"]
+                probe = probe_fn(args) if probe_fn is not None else _primary(args)
             self._decide_call(call, probe, args)
         if call.skip_span is not None and g == call.skip_span[0] and \
                 not self._span_ready(call.skip_span, call.keys, args, check_shapes=True):
@@ -416,20 +428,19 @@ class CacheRun:
             streams = self.stream_keys.get((span, r))
             if streams is None:
                 return False
+            leaves = _leaves(like) if check_shapes and r == 0 else {}
             for k in streams:
-                reference = like.get(k) if check_shapes and r == 0 and isinstance(like.get(k), torch.Tensor) else None
-                if not self.predictor.ready(_slot(span, r, k), keys, like=reference):
+                if not self.predictor.ready(_slot(span, r, k), keys, like=leaves.get(k)):
                     return False
         return True
 
     def _compute_and_record(self, g: int, args: dict, run_block, call: _Call) -> dict:
-        inputs = {k: args[k].clone() for k in STREAM_KEYS if isinstance(args.get(k), torch.Tensor)}
+        inputs = {k: v.clone() for k, v in _leaves(args).items()}
         out = run_block(args)
-        deltas = {}
-        for k, v in out.items():
-            if v is None:
-                deltas[k] = None
-            elif k in inputs and isinstance(v, torch.Tensor) and v.shape == inputs[k].shape:
+        outs = _leaves(out)
+        deltas = {k: None for k, v in out.items() if v is None}
+        for k, v in outs.items():
+            if k in inputs and v.shape == inputs[k].shape:
                 deltas[k] = v.float() - inputs[k].float()
         for span, r in self.membership[g]:
             acc = call.residual_acc.setdefault((span, r), {})
@@ -438,7 +449,7 @@ class CacheRun:
             if self.run_end[(span, r)] == g:
                 self.stream_keys[(span, r)] = tuple(acc)
                 for k, total in acc.items():
-                    value = None if total is None else total.to(out[k].dtype)
+                    value = None if total is None else total.to(outs[k].dtype if k in outs else total.dtype)
                     slot = _slot(span, r, k)
                     self.predictor.record(slot, call.keys, value, self.evaluation.ctx)
                     call.recorded[slot] = value
@@ -449,15 +460,22 @@ class CacheRun:
         span = call.skip_span
         r = next(r for s, r in self.membership[g] if s == span)
         streams = self.stream_keys.get((span, r), ())
+        out = {leaf.partition(".")[0]: args.get(leaf.partition(".")[0]) for leaf in streams}
         if self.run_end[(span, r)] != g:
-            return {k: args.get(k) for k in streams}
-        out = {}
-        for k in streams:
-            residual = self.predictor.predict(_slot(span, r, k), call.keys, self.evaluation.ctx)
-            if residual is None or args.get(k) is None:
-                out[k] = None if residual is None else args.get(k)
+            return out
+        for leaf in streams:
+            name, _, index = leaf.partition(".")
+            residual = self.predictor.predict(_slot(span, r, leaf), call.keys, self.evaluation.ctx)
+            if not index:
+                value = out[name]
+                out[name] = None if residual is None or value is None else \
+                    value + residual.to(device=value.device, dtype=value.dtype)
                 continue
-            out[k] = args[k] + residual.to(device=args[k].device, dtype=args[k].dtype)
+            parts = list(out[name] or ())            # a tuple stream: add to its element
+            i = int(index)
+            if residual is not None and i < len(parts) and isinstance(parts[i], torch.Tensor):
+                parts[i] = parts[i] + residual.to(device=parts[i].device, dtype=parts[i].dtype)
+            out[name] = tuple(parts)
         return out
 
     # ---- end of run ----------------------------------------------------------------------
@@ -473,6 +491,39 @@ class CacheRun:
 
 def _slot(span: tuple, run: int, stream: str) -> str:
     return f"{span[0]}-{span[1]}/{run}:{stream}"
+
+
+def _leaves(streams) -> dict:
+    """The tensors of a block's streams (``STREAM_KEYS``), by name: "img" for a tensor, "img.0",
+    "img.1" for the elements of a tuple stream (LTX-2's (video, audio)). Anything else is opaque."""
+    out = {}
+    if not isinstance(streams, dict):
+        return out
+    for k in STREAM_KEYS:
+        v = streams.get(k)
+        if isinstance(v, torch.Tensor):
+            out[k] = v
+        elif isinstance(v, (tuple, list)):
+            out.update((f"{k}.{i}", t) for i, t in enumerate(v) if isinstance(t, torch.Tensor))
+    return out
+
+
+def _primary(streams) -> torch.Tensor | None:
+    """The stream a probe reads: the first tensor of the first stream (img, else x)."""
+    return next(iter(_leaves(streams).values()), None)
+
+
+def _chunk_signature(x: torch.Tensor, keys) -> tuple:
+    """Shape (per conditioning chunk), dtype and device of a model input."""
+    n = max(len(keys), 1)
+    return (x.shape[0] // n,) + tuple(x.shape[1:]), x.dtype, x.device
+
+
+def _first_tensor(value):
+    """A tensor as it is; a list or tuple of streams (LTX-2's model input) by its first tensor."""
+    if isinstance(value, (tuple, list)):
+        return next((t for t in value if isinstance(t, torch.Tensor)), None)
+    return value
 
 
 def _reason(decision: Decision, verdict: Verdict) -> str:

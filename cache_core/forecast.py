@@ -89,6 +89,8 @@ def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torc
     """(low, high) frequency bands: over the last two dims of an image-like tensor
     ([B, C, ..., H, W]) or over the token axis of a token stream ([B, T, D])."""
     f = t.float()
+    if f.numel() == 0:                 # an empty stream (LTX-2's audio in a video-only run)
+        return f.clone(), f.clone()
     dims = (-2, -1) if t.ndim >= 4 else (1,)
     spectrum = torch.fft.fftn(f, dim=dims)
     mask = torch.ones_like(spectrum.real, dtype=torch.bool)
