@@ -24,6 +24,14 @@ def choose_method(method: str, architecture, uses_blocks: bool) -> str:
     return "first_block" if uses_blocks else "easycache"
 
 
+def probe_description(architecture, uses_blocks: bool) -> str:
+    """What TeaCache measures on ``architecture``, in words."""
+    if not uses_blocks:
+        return "the model input"
+    return {"modulated_input": "block 0's modulated input", "timestep_embedding": "the timestep modulation"}.get(
+        architecture.probe_name, "block 0's input")
+
+
 def build_cached_model(model, node_id=None, **inputs):
     """Clone ``model`` and attach a cache configured by the node's inputs.
 
@@ -51,6 +59,11 @@ def build_cached_model(model, node_id=None, **inputs):
                     "passing the model through unchanged (choose first_block, teacache or magcache)",
                     architecture.name)
         return model
+    if method == "easycache" and not architecture.tensor_io:
+        log.warning("Diffusion Cache: EasyCache compares whole model inputs and outputs, which for %s are lists "
+                    "of streams (video and audio); passing the model through unchanged (choose first_block, "
+                    "dbcache or a forecasting method)", architecture.name)
+        return model
     if METHODS[method].get("needs_blocks") and not uses_blocks:
         fallback = STEP_LEVEL_FALLBACK.get(method, method)
         log.info("Diffusion Cache: %s has no per-block hook in ComfyUI; %s falls back to %s on whole "
@@ -72,8 +85,13 @@ def build_cached_model(model, node_id=None, **inputs):
                              f"blocks to cache; this {architecture.name} model has {layout.total} blocks")
     profile = resolve(profile_choice, architecture, NEEDS_PROFILE.get(method)) if method in NEEDS_PROFILE else None
     if method == "magcache" and profile is None:
-        raise ValueError(f"MagCache has no magnitude profile for {architecture.name}; run the Diffusion Cache "
-                         "Calibrate node once on this model, then pick its profile (or choose another method)")
+        raise ValueError(f"MagCache has no published magnitude profile for {architecture.name}: use first_block, "
+                         "or calibrate first (run the Diffusion Cache Calibrate node once on this model, then "
+                         "pick its profile)")
+    if method == "teacache" and profile is not None and profile.name == "generic" and profile_choice == "auto":
+        log.warning("Diffusion Cache: no published TeaCache polynomial for %s; TeaCache accumulates the raw "
+                    "relative change of %s. Use first_block, or calibrate first (Diffusion Cache Calibrate) "
+                    "for a fitted polynomial", architecture.name, probe_description(architecture, uses_blocks))
     model = model.clone()
     hooks.attach(model, CacheHolder(config, architecture, layout if uses_blocks else None, profile, node_id))
     return model

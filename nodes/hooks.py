@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from ..cache_core.engine import STREAM_KEYS
 from . import events
 from .passes import pass_variant, predict_noise_wrapper
 from .holder import HOLDER_KEY, RUN_KEY
@@ -131,6 +132,17 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
             run.end_evaluation()
 
 
+def _returning_streams(run_block):
+    """``run_block`` giving back a dict of streams. Kandinsky 5's original block returns its
+    tensor, while its forward reads ``["x"]`` from what the patch returns."""
+    def run(args):
+        out = run_block(args)
+        if out is None or isinstance(out, dict):
+            return out
+        return {next((k for k in STREAM_KEYS if k in args), "x"): out}
+    return run
+
+
 def make_block_patch(global_index: int, previous=None):
     """A ``patches_replace["dit"]`` function for one block; chains a patch already there."""
     def block_patch(args, extra):
@@ -139,6 +151,7 @@ def make_block_patch(global_index: int, previous=None):
                 return previous(a, extra)
         else:
             original = extra["original_block"]
+        original = _returning_streams(original)
         options = args.get("transformer_options") or {}
         run = options.get(RUN_KEY)
         if run is None:
