@@ -33,6 +33,18 @@ chroma           Chroma             overrides  1.2 M   [1,16,16,16]    ctx 64-d;
 hidream          HiDream            overrides  5.1 M   [1,16,16,16]    ctx (T5) 64-d; pooled 64; conditioning_llama3 [1,4,8,48]
 cosmos_predict2  CosmosT2IPredict2  overrides  0.7 M   [1,16,1,16,16]  ctx 64-d
 sdxl             SDXL               overrides  4.4 M   [1,4,16,16]     ctx 64-d; pooled 64; width/height
+flux2            Flux2              overrides  1.6 M   [1,128,8,8]     ctx 64-d (padded to 512 tokens); no pooled, no guidance (Klein)
+chroma_radiance  ChromaRadiance     overrides  1.6 M   [1,3,32,32]     ctx 64-d; pixel space, patch 4
+z_image          ZImage             overrides  2.9 M   [1,16,16,16]    ctx 64-d; attention_mask (-> num_tokens)
+hunyuan_video15  HunyuanVideo15     overrides  2.3 M   [1,32,1,8,8]    ctx 64-d; no pooled; patch 1 (65 input channels)
+wan22_5b         WAN22_T2V          native     1.1 M   [1,48,1,16,16]  ctx 4096-d
+qwen_image_edit  QwenImage          overrides  1.3 M   [1,16,1,16,16]  ctx 64-d; reference_latents [1,16,1,8,8] (index_timestep_zero)
+kandinsky5       Kandinsky5         overrides  0.8 M   [1,16,1,16,16]  ctx 64-d; pooled 64
+ltx2             LTXAV              overrides  1.4 M   [1,128,1,8,8]   ctx 128-d (processed video + audio halves); attention_mask
+
+The last eight are the families released after ComfyUI 0.3.64 (``NEW_FAMILIES``; ComfyUI 0.33
+loads them under older model classes). ``unsupported_reason`` says why a ComfyUI cannot build
+one (its detection does not know the family), and ``build`` skips the test with that reason.
 
 "native" LTXV works because detection derives attention_head_dim = inner_dim / 32, so the
 tiny model has 32 heads of 4 channels.
@@ -58,6 +70,13 @@ ltxv           double_block  img, txt, vec [B,1,6D], pe (cos,sin tuple),        
 sd3            double_block  img, txt, vec [B,D]                                   img, txt (txt is None from
                                                                                    the last, context-pre-only block)
 qwen_image     double_block  img, txt, vec, pe                                     img, txt
+flux2          double_block  as flux; vec = ((img_mod1, img_mod2), (txt_mod1, txt_mod2))  img, txt
+flux2          single_block  as flux; vec = ModulationOut (one for all blocks)      img
+qwen_image_edit double_block as qwen_image; vec has 2B rows (reference tokens at t=0) img, txt
+ltx2           double_block  img = (video [B,64,D], audio [B,Ta,Da]), v_/a_ contexts,  img (the tuple)
+                             timesteps and pe
+kandinsky5     double_block  x, context, time_embed, freqs                         (its block_wrap fails in
+                                                                                   0.33: no patch can run)
 
 ``BLOCK_IO`` below holds the same key sets (the tests check them). Lumina2, HiDream,
 Cosmos-predict2 and the UNets (SD15, SDXL) read no ``"dit"`` patches in this ComfyUI
@@ -102,6 +121,14 @@ class _Spec:
     block_kinds: dict = field(default_factory=dict)
     diffusion_model_wrapper: bool = True        # forward goes through WrappersMP.DIFFUSION_MODEL
     supported_model: str | None = None          # class for sizes that match no class rule (tiny U-Nets)
+    # families released after ComfyUI 0.3.64: the supported-model class detection must pick, and the
+    # detected config fields that select the variant; a ComfyUI whose detection gives something else
+    # does not know the family, and its tests are skipped there with the reason
+    family_class: str | None = None
+    requires: dict = field(default_factory=dict)
+    # fn(diffusion_model) -> bool: do this ComfyUI's "dit" patches of the arch work at all? (Kandinsky 5
+    # in ComfyUI 0.33: its forward calls each block with keywords the block does not take)
+    dit_patches_work: Callable | None = None
 
     @property
     def route(self) -> str:
@@ -166,6 +193,40 @@ def _cond_hidream(gen):
 
 def _cond_cosmos(gen):
     return _randn(gen, 1, 8, 64), {}
+
+
+def _takes(module, *names) -> bool:
+    import inspect
+    params = inspect.signature(module.forward).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params) or set(names) <= {p.name for p in params}
+
+
+def _cond_flux2(gen):
+    # Flux 2 / Klein: no pooled vector, no guidance embedder (Klein); ComfyUI pads the text to 512 tokens
+    return _randn(gen, 1, 8, 64), {}
+
+
+def _cond_chroma_radiance(gen):
+    return _randn(gen, 1, 8, 64), {"pooled_output": None, "guidance": 0.0}
+
+
+def _cond_hunyuan_video15(gen):
+    # no CLIP vector_in: ComfyUI's text encoder hands over pooled_output=None
+    return _randn(gen, 1, 8, 64), {"pooled_output": None}
+
+
+def _cond_qwen_edit(gen):
+    # the edit model sees a reference image; with index_timestep_zero its tokens run at t = 0
+    return _randn(gen, 1, 8, 64), {"reference_latents": [_randn(gen, 1, 16, 1, 8, 8)]}
+
+
+def _cond_kandinsky5(gen):
+    return _randn(gen, 1, 8, 64), {"pooled_output": _randn(gen, 1, 64)}
+
+
+def _cond_ltx2(gen):
+    # already-processed LTX-2 text features: video and audio halves of caption_channels each
+    return _randn(gen, 1, 8, 128), {"attention_mask": torch.ones(1, 8, dtype=torch.long)}
 
 
 _SPECS = {s.name: s for s in [
@@ -349,9 +410,123 @@ _SPECS = {s.name: s for s in [
          "output_blocks.3.0.in_layers.0.weight": (128,)},
         {},
         (1, 4, 16, 16), _cond_sdxl, {}, supported_model="SDXL"),
+    # ---- families released after ComfyUI 0.3.64 (skipped where detection does not know them) ----
+    _Spec(
+        "flux2",
+        {
+         "double_blocks.0.img_attn.norm.key_norm.scale": (32,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (32,),
+         "double_stream_modulation_img.lin.weight": (768, 128),
+         "img_in.weight": (128, 128),
+         "single_blocks.0.linear1.weight": (1152, 128),
+         "single_blocks.1.linear1.weight": (1152, 128),
+         "txt_in.weight": (128, 64)},
+        {'num_heads': 4, 'axes_dim': [8, 8, 8, 8]},
+        (1, 128, 8, 8), _cond_flux2, {"double_block": 2, "single_block": 2},
+        family_class="Flux2", requires={"image_model": "flux2", "global_modulation": True}),
+    _Spec(
+        "chroma_radiance",
+        {
+         "distilled_guidance_layer.norms.0.scale": (64,),
+         "double_blocks.0.img_attn.norm.key_norm.scale": (32,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (32,),
+         "img_in_patch.weight": (128, 3, 4, 4),
+         "nerf_blocks.0.norm.scale": (16,),
+         "single_blocks.0.linear1.bias": (896,),
+         "single_blocks.1.linear1.bias": (896,),
+         "txt_in.weight": (128, 64)},
+        # ComfyUI 0.3.64's detection fixes the text width and the patch size; 0.33 reads both from the weights
+        {'hidden_size': 128, 'context_in_dim': 64, 'patch_size': 4, 'num_heads': 4, 'axes_dim': [4, 14, 14],
+         'out_dim': 128, 'hidden_dim': 64, 'n_layers': 2, 'nerf_hidden_size': 16, 'nerf_mlp_ratio': 2, 'nerf_depth': 2},
+        (1, 3, 32, 32), _cond_chroma_radiance, {"double_block": 2, "single_block": 2},
+        family_class="ChromaRadiance", requires={"image_model": "chroma_radiance"}),
+    _Spec(
+        "z_image",
+        {
+         "cap_embedder.1.weight": (256, 64),
+         "cap_pad_token": (1, 256),
+         "layers.0.adaLN_modulation.0.bias": (1024,),
+         "layers.1.adaLN_modulation.0.bias": (1024,),
+         "noise_refiner.0.attention.k_norm.weight": (32,)},
+        # width 256: Z-Image's modulation reads a 256-wide timestep embedding (min(dim, 256) = 256)
+        {'n_refiner_layers': 1, 'n_heads': 8, 'n_kv_heads': 8, 'multiple_of': 64, 'axes_dims': [8, 12, 12],
+         'axes_lens': [300, 512, 512], 'rope_theta': 256.0, 'ffn_dim_multiplier': 1.0,
+         'z_image_modulation': True, 'time_scale': 1000.0, 'pad_tokens_multiple': 32},
+        (1, 16, 16, 16), _cond_lumina2, {}, supported_model="ZImage", family_class="ZImage"),
+    _Spec(
+        "hunyuan_video15",
+        {
+         "cond_type_embedding.weight": (3, 128),
+         "double_blocks.0.img_attn.norm.key_norm.scale": (128,),
+         "double_blocks.1.img_attn.norm.key_norm.scale": (128,),
+         "final_layer.linear.weight": (32, 128),
+         "img_in.proj.weight": (128, 65, 1, 1, 1),
+         "single_blocks.0.linear1.bias": (896,),
+         "single_blocks.1.linear1.bias": (896,),
+         "txt_in.individual_token_refiner.blocks.0.norm1.weight": (128,),
+         "txt_in.input_embedder.weight": (128, 64),
+         "vision_in.proj.0.weight": (32,)},
+        {},
+        (1, 32, 1, 8, 8), _cond_hunyuan_video15, {"double_block": 2, "single_block": 2},
+        supported_model="HunyuanVideo15", family_class="HunyuanVideo15",
+        requires={"use_cond_type_embedding": True}),
+    _Spec(
+        "wan22_5b",
+        {
+         "blocks.0.cross_attn.k.bias": (128,),
+         "blocks.0.ffn.0.weight": (256, 128),
+         "blocks.1.cross_attn.k.bias": (128,),
+         "head.head.weight": (192, 128),
+         "head.modulation": (1, 2, 128),
+         "patch_embedding.weight": (128, 48, 1, 2, 2)},
+        {},
+        (1, 48, 1, 16, 16), _cond_wan, {"double_block": 2}, family_class="WAN22_T2V"),
+    _Spec(
+        "qwen_image_edit",
+        {
+         "__index_timestep_zero__": (0,),
+         "img_in.weight": (128, 64),
+         "proj_out.weight": (64, 128),
+         "transformer_blocks.0.attn.add_k_proj.bias": (128,),
+         "transformer_blocks.0.attn.norm_added_q.weight": (32,),
+         "transformer_blocks.1.attn.add_k_proj.bias": (128,),
+         "txt_norm.weight": (64,)},
+        {'out_channels': 16, 'patch_size': 2, 'attention_head_dim': 32, 'num_attention_heads': 4,
+         'joint_attention_dim': 64, 'axes_dims_rope': (8, 12, 12)},
+        (1, 16, 1, 16, 16), _cond_qwen_edit, {"double_block": 2},
+        family_class="QwenImage", requires={"default_ref_method": "index_timestep_zero"}),
+    _Spec(
+        "kandinsky5",
+        {
+         "text_transformer_blocks.0.feed_forward.in_layer.weight": (256, 128),
+         "time_embeddings.in_layer.bias": (64,),
+         "visual_embeddings.in_layer.bias": (128,),
+         "visual_embeddings.in_layer.weight": (128, 132),
+         "visual_transformer_blocks.0.cross_attention.key_norm.weight": (32,),
+         "visual_transformer_blocks.0.feed_forward.in_layer.weight": (256, 128),
+         "visual_transformer_blocks.1.cross_attention.key_norm.weight": (32,)},
+        {'axes_dims': (8, 12, 12), 'in_text_dim': 64, 'in_text_dim2': 64},
+        (1, 16, 1, 16, 16), _cond_kandinsky5, {"double_block": 2},
+        family_class="Kandinsky5", requires={"image_model": "kandinsky5"},
+        dit_patches_work=lambda dm: _takes(dm.visual_transformer_blocks[0], "x", "context", "time_embed", "freqs")),
+    _Spec(
+        "ltx2",
+        {
+         "adaln_single.emb.timestep_embedder.linear_1.bias": (128,),
+         "audio_adaln_single.linear.weight": (384, 64),
+         "transformer_blocks.0.attn1.k_norm.weight": (128,),
+         "transformer_blocks.0.attn2.to_k.weight": (128, 128),
+         "transformer_blocks.1.attn1.k_norm.weight": (128,)},
+        {'audio_attention_head_dim': 4, 'audio_num_attention_heads': 16, 'audio_cross_attention_dim': 64,
+         'caption_channels': 64, 'connector_attention_head_dim': 4, 'connector_num_attention_heads': 16,
+         'connector_num_layers': 1},
+        (1, 128, 1, 8, 8), _cond_ltx2, {"double_block": 2},
+        family_class="LTXAV", requires={"image_model": "ltxav"}),
 ]}
 
 ARCHS: list[str] = list(_SPECS)
+# the families released after ComfyUI 0.3.64 (loaded under older class names in ComfyUI 0.33)
+NEW_FAMILIES: list[str] = [a for a in ARCHS if _SPECS[a].family_class]
 UNET_ARCHS: list[str] = [a for a in ARCHS if any(k.startswith("input_blocks.") for k in _SPECS[a].shapes)]
 
 _T = "transformer_options"
@@ -375,7 +550,17 @@ BLOCK_IO: dict[str, dict[str, tuple[frozenset, frozenset]]] = {
     "ltxv": {"double_block": (frozenset({"img", "txt", "vec", "pe", "attention_mask", _T}), frozenset({"img"}))},
     "sd3": {"double_block": (frozenset({"img", "txt", "vec", _T}), frozenset({"img", "txt"}))},
     "qwen_image": {"double_block": (frozenset({"img", "txt", "vec", "pe", _T}), frozenset({"img", "txt"}))},
+    # img is the tuple (video, audio); the modulations come as v_/a_ pairs, some as CompressedTimestep
+    "ltx2": {"double_block": (frozenset({"img", "v_context", "a_context", "attention_mask", "v_timestep",
+                                         "a_timestep", "v_pe", "a_pe", "v_cross_pe", "a_cross_pe",
+                                         "v_cross_scale_shift_timestep", "a_cross_scale_shift_timestep",
+                                         "v_cross_gate_timestep", "a_cross_gate_timestep", "self_attention_mask",
+                                         "v_prompt_timestep", "a_prompt_timestep", _T}), frozenset({"img"}))},
 }
+# the newer families whose blocks take the arguments of an older one
+for _new, _old in (("flux2", "flux"), ("chroma_radiance", "chroma"), ("hunyuan_video15", "hunyuan_video"),
+                   ("wan22_5b", "wan21"), ("qwen_image_edit", "qwen_image")):
+    BLOCK_IO[_new] = BLOCK_IO[_old]
 
 
 # Arguments that later ComfyUI versions pass to a block besides the ones above (the pack
@@ -408,6 +593,7 @@ class TinyArch:
     unet_config: dict = field(default_factory=dict)
     weights_path: Path | None = None
     diffusion_model_wrapper: bool = True     # False: WrappersMP.DIFFUSION_MODEL is never called (SD3)
+    dit_patches_fail: bool = False           # True: any "dit" patch breaks this ComfyUI's forward (block_kinds is empty)
     unet_attn_blocks: list = field(default_factory=list)   # UNets: [(block_name, i, n_transformers)]
 
 
@@ -519,6 +705,44 @@ def _normalise(v):
     return v
 
 
+def _comfyui_version() -> str:
+    try:
+        import comfyui_version
+        return f"ComfyUI {comfyui_version.__version__}"
+    except ImportError:
+        return "this ComfyUI"
+
+
+_UNKNOWN: dict[str, str | None] = {}
+
+
+def unsupported_reason(arch: str) -> str | None:
+    """Why the running ComfyUI cannot build ``arch`` (its detection does not know the family), or None."""
+    if arch not in _UNKNOWN:
+        _UNKNOWN[arch] = _why_unsupported(_SPECS[arch])
+    return _UNKNOWN[arch]
+
+
+def _why_unsupported(spec: _Spec) -> str | None:
+    if not spec.family_class:
+        return None
+    import comfy.supported_models
+    prefix = f"{_comfyui_version()} does not know {spec.name}"
+    if not hasattr(comfy.supported_models, spec.family_class):
+        return f"{prefix}: it has no supported model {spec.family_class}"
+    skeleton = {k: torch.zeros(tuple(shape)) for k, shape in spec.shapes.items()}
+    try:
+        config = _model_loading().detect_model_config(skeleton, spec.overrides, spec.supported_model)
+    except ValueError as e:
+        return f"{prefix}: {e}"
+    got = type(config).__name__
+    wrong = {k: config.unet_config.get(k) for k, v in spec.requires.items() if config.unet_config.get(k) != v}
+    if got != spec.family_class or wrong:
+        return (f"{prefix}: its detection makes these weights a {got} {wrong or ''}, "
+                f"not a {spec.family_class} {spec.requires or ''}").rstrip()
+    return None
+
+
 def build(arch: str, tmp_dir) -> TinyArch:
     """Build (or fetch from the per-process cache) the tiny model ``arch``.
 
@@ -532,6 +756,10 @@ def build(arch: str, tmp_dir) -> TinyArch:
     if arch not in _SPECS:
         raise KeyError(f"unknown tiny arch {arch!r}; known: {ARCHS}")
     spec = _SPECS[arch]
+    reason = unsupported_reason(arch)
+    if reason:
+        import pytest
+        pytest.skip(reason)
     import comfy.sd
     import comfy.utils
 
@@ -546,6 +774,9 @@ def build(arch: str, tmp_dir) -> TinyArch:
     else:
         patcher = _model_loading().load_state_dict(comfy.utils.load_torch_file(str(path)), spec.overrides,
                                                    supported_model=spec.supported_model)
+    if spec.family_class and type(patcher.model.model_config).__name__ != spec.family_class:
+        raise AssertionError(f"{arch}: loaded as {type(patcher.model.model_config).__name__}, "
+                             f"not {spec.family_class}")
     # the full weights detect as the key shapes did: the spec's shapes are enough for detection
     got = {k: _normalise(v) for k, v in patcher.model.model_config.unet_config.items() if k != "dtype"}
     want = {k: _normalise(v) for k, v in built_config.items() if k != "dtype"}
@@ -563,10 +794,14 @@ def build(arch: str, tmp_dir) -> TinyArch:
             raise AssertionError(f"{arch}: weight {k} differs after loading")
 
     positive, negative = _conditioning(spec, seed)
+    block_kinds = dict(spec.block_kinds)
+    dit_patches_fail = spec.dit_patches_work is not None and not spec.dit_patches_work(patcher.model.diffusion_model)
+    if dit_patches_fail:
+        block_kinds = {}
     tiny = TinyArch(
         name=arch, model=patcher, positive=positive, negative=negative,
         latent={"samples": torch.zeros(spec.latent_shape)},
-        block_kinds=dict(spec.block_kinds), load_route=spec.route,
+        block_kinds=block_kinds, load_route=spec.route, dit_patches_fail=dit_patches_fail,
         supported_model=type(patcher.model.model_config).__name__,
         unet_config=dict(patcher.model.model_config.unet_config),
         weights_path=path, diffusion_model_wrapper=spec.diffusion_model_wrapper,
