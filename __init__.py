@@ -9,11 +9,12 @@ async def comfy_entrypoint():
 
     from .nodes.cache_node import cache_node_class
     from .nodes.calibrate_node import calibrate_node_class
+    from .nodes.compare_node import compare_node_class
     from .nodes.events import register_routes
 
     register_routes()   # GET /diffusion_cache/runs, when a server is running
 
-    node_classes = [cache_node_class(), calibrate_node_class()]
+    node_classes = [cache_node_class(), calibrate_node_class(), compare_node_class()]
     try:
         from .nodes.tiny_models import tiny_model_nodes
         node_classes += tiny_model_nodes()
