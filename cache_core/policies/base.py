@@ -6,6 +6,7 @@ from typing import Hashable, Sequence
 
 import torch
 
+from .. import distributed
 from ..decisions import Decision, StepContext
 
 
@@ -40,6 +41,19 @@ class Policy:
     granularity = "stack"
     front_blocks = 0                # blocks always computed before the decision (their residual is the probe)
     back_blocks = 0                 # blocks always computed at the end
+    group = None                    # the ranks that decide alike: None = every rank of torch.distributed
+    #                                 when it is initialised, a process group, or False = this process alone
+
+    def agreed(self, value: float | None, how: str = "max") -> float | None:
+        """The scalar a decision compares with its threshold, the same on every rank.
+
+        Policies that measure something call this (or ``metric_of``) exactly once per
+        ``decide``, with None when there is nothing to measure yet; see ``distributed``."""
+        return distributed.agree(value, how, self.group)
+
+    def metric_of(self, values: Sequence[float], how: str) -> float | None:
+        """Per-sample measurements reduced to one metric (None for none), agreed across ranks."""
+        return self.agreed(reduce_values(values, how) if values else None, how)
 
     def spans(self, total_blocks: int) -> list[tuple[int, int]]:
         """The block spans [a, b) this policy may skip; residuals are recorded for each."""

@@ -48,10 +48,14 @@ class EasyCachePolicy(Policy):
             return Verdict(COMPUTE, None, self.threshold, "deciding branch absent")
         dx = None if self.x_prev is None or self.x_prev.shape != x.shape else _mean_abs(x - self.x_prev)
         self.x_prev = x.detach().clone()
-        if forced or dx is None or self.rate is None or self.o_last is None:
+        estimate = None
+        if dx is not None and self.rate is not None and self.o_last is not None:
+            estimate = self.rate * dx / max(_mean_abs(self.o_last), 1e-8)
+        estimate = self.agreed(estimate, "mean")
+        if forced or estimate is None:
             self.accumulated = 0.0
             return Verdict(COMPUTE, None, self.threshold, forced or "no transformation rate yet")
-        self.accumulated += self.rate * dx / max(_mean_abs(self.o_last), 1e-8)
+        self.accumulated += estimate
         if self.accumulated < self.threshold:
             return Verdict(REUSE, self.accumulated, self.threshold)
         metric, self.accumulated = self.accumulated, 0.0

@@ -12,7 +12,7 @@ from typing import Hashable, Sequence
 
 from ..branch_store import split_batch
 from ..metrics import rel_l1_per_sample
-from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
+from .base import COMPUTE, REUSE, Policy, Verdict
 
 
 class FrontResidualPolicy(Policy):
@@ -43,7 +43,8 @@ class FrontResidualPolicy(Policy):
         known = [k for k, c in chunks.items() if k in self.reference and self.reference[k].shape == c.shape]
         changes = [v for k in known for v in rel_l1_per_sample(chunks[k], self.reference[k]).tolist()]
         complete = len(known) == len(chunks)
-        metric = reduce_values(changes, self.reduce) if changes else None
+        metric = self.metric_of(changes if complete else [], self.reduce)
+        complete = metric is not None     # on every rank
         if not forced and complete and metric < self.threshold:
             if self.hybrid and metric < 0.5 * self.threshold:
                 return Verdict(REUSE, metric, self.threshold, span=1)   # the whole rest of the step

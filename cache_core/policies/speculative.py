@@ -12,7 +12,7 @@ from typing import Hashable, Sequence
 from ..branch_store import BranchStore
 from ..metrics import rel_l1_per_sample
 from ..predictors import ForecastPredictor
-from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
+from .base import COMPUTE, REUSE, Policy, Verdict
 
 
 class SpeculativePolicy(Policy):
@@ -33,16 +33,17 @@ class SpeculativePolicy(Policy):
 
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         ready = self.forecaster.ready("probe", keys) and not forced and self.drafts < self.max_drafts
+        errors = []
         if ready:
             draft = self.forecaster.predict("probe", keys, ctx)
             errors = rel_l1_per_sample(probe, draft.to(probe.dtype)).tolist()
-            error = reduce_values(errors, self.reduce)
+        error = self.metric_of(errors, self.reduce)
+        if error is not None:
             if error <= self.threshold:
                 self.drafts += 1
                 return Verdict(REUSE, error, self.threshold)
             reason = "draft rejected"
         else:
-            error = None
             reason = forced or ("max drafts" if self.drafts >= self.max_drafts else "no history")
         self.drafts = 0
         self.forecaster.record("probe", keys, probe.detach(), ctx)

@@ -5,7 +5,7 @@ from typing import Hashable, Sequence
 
 from ..branch_store import split_batch
 from ..metrics import rel_l1_per_sample
-from .base import COMPUTE, REUSE, Policy, Verdict, reduce_values
+from .base import COMPUTE, REUSE, Policy, Verdict
 
 
 def polyval(coefficients: Sequence[float], x: float) -> float:
@@ -38,10 +38,11 @@ class TeaCachePolicy(Policy):
             if before is not None and before.shape == chunk.shape:
                 changes.extend(rel_l1_per_sample(chunk, before).tolist())
             self.previous[key] = chunk.detach().clone()
-        if forced or not changes:
+        change = self.metric_of(changes, self.reduce)
+        if forced or change is None:
             self.accumulated = 0.0
             return Verdict(COMPUTE, None, self.threshold, forced or "no previous probe")
-        self.accumulated += abs(polyval(self.coefficients, reduce_values(changes, self.reduce)))
+        self.accumulated += abs(polyval(self.coefficients, change))
         if self.accumulated < self.threshold:
             return Verdict(REUSE, self.accumulated, self.threshold)
         metric, self.accumulated = self.accumulated, 0.0
