@@ -75,6 +75,8 @@ class _Call:
     front_in: torch.Tensor | None = None               # input of the front blocks (probe)
     residual_acc: dict = field(default_factory=dict)   # (span, run) -> stream -> tensor
     recorded: dict = field(default_factory=dict)       # residuals recorded by this call
+    first_block: int | None = None                     # the first block of this call that reached the run
+    first_in: torch.Tensor | None = None               # implicit calls: block 0's image input
 
 
 @dataclass
@@ -118,6 +120,7 @@ class CacheRun:
         self.consecutive_cached = 0
         self.cached_steps = 0
         self.output_of = None            # the model-input chunk whose output the "O" slot holds
+        self.probe_warned = False        # one warning per run for a probe that cannot be read
         self.lead = None                 # the branch whose measurements decide (first key of the run)
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
@@ -250,6 +253,9 @@ class CacheRun:
             forced = "nothing cached yet"
         if ev.ctx.stage > 0:
             verdict = Verdict(Decision.COMPUTE, None, None, forced)
+        elif probe is None and self.policy.probe is not None and not getattr(self.policy, "probe_optional", False):
+            self._warn_probe()
+            verdict = Verdict(Decision.COMPUTE, None, None, forced or "probe unavailable")
         else:
             lead_keys, lead_probe = self._lead_view(keys, probe)
             verdict = self.policy.decide(ev.ctx, lead_keys, lead_probe, forced)
@@ -257,6 +263,13 @@ class CacheRun:
                 verdict = Verdict(Decision.COMPUTE, verdict.metric, verdict.threshold, forced)
         ev.verdict = verdict
         return verdict
+
+    def _warn_probe(self) -> None:
+        if not self.probe_warned:
+            self.probe_warned = True
+            log.warning("Diffusion Cache: %s could not read its probe (%s): block 0 ran outside the cache's "
+                        "patch, or another pack changed its inputs or outputs; such steps are computed",
+                        self.policy.name, self.policy.probe)
 
     def _lead_view(self, keys: Sequence[Hashable], tensor: torch.Tensor | None):
         """Policies measure one branch, the same whether ComfyUI batches the conditionings
@@ -290,6 +303,8 @@ class CacheRun:
                 out = run_model()       # blocks decide through block()
             finally:
                 self.call = None
+            if call.first_block is None:
+                return self._no_block_ran(ev, keys, x, out)
             if ev.ctx.stage == 0 and call.verdict is not None and call.recording:
                 self._observe(ev.ctx, keys, x, out, call.recorded)
             return out
@@ -320,6 +335,24 @@ class CacheRun:
         if ev.ctx.stage == 0:
             self._observe(ev.ctx, keys, x, out, None)
         self.call = None
+        return out
+
+    def _no_block_ran(self, ev, keys, x, out):
+        """A model call in which none of the blocks reached the run: its block patches were
+        replaced, or the model calls its blocks without the host's options. This call was
+        computed in full; the rest of the run caches whole model calls."""
+        log.warning("Diffusion Cache: none of the cache's block patches ran in a model call (another node "
+                    "replaced them, or this model calls its blocks without transformer_options); %s caches "
+                    "whole model calls for the rest of this run", self.policy.name)
+        self.granularity = "output"
+        self.policy.granularity = "output"
+        self._decide(keys, x, False)
+        ev.blocks_total += 1
+        ev.blocks_computed += 1
+        self.predictor.record("O", keys, out.clone(), ev.ctx)
+        self.output_of = _chunk_signature(x, keys)
+        if ev.ctx.stage == 0:
+            self._observe(ev.ctx, keys, x, out, None)
         return out
 
     def _observe(self, ctx, keys, x, out, residuals) -> None:
@@ -368,11 +401,27 @@ class CacheRun:
         ev, call = self.evaluation, self.call
         if ev is None or call is None:
             return run_block(args)
+        if call.first_block is None:
+            call.first_block = g
+            if call.implicit and isinstance(args.get("img"), torch.Tensor):
+                call.first_in = args["img"]
         before = ev.blocks_computed
         out = self._block(g, args, run_block, probe_fn or self.probe_fn, ev, call)
         if ev.calls == 1 and len(ev.block_mask) == g:
             ev.block_mask.append("1" if ev.blocks_computed > before else "0")
+        if call.implicit and g == self.layout.total - 1:
+            self._end_implicit_call(ev, call, out)
         return out
+
+    def _end_implicit_call(self, ev, call, out) -> None:
+        """The last block of a call that block 0 began (no model-call event): observe it as
+        ``model_call`` would, with block 0's input and the last block's image stream."""
+        x, recorded = call.first_in, call.recorded
+        call.first_in, call.recorded = None, {}
+        img = out.get("img") if isinstance(out, dict) else None
+        if ev.ctx.stage == 0 and call.verdict is not None and call.recording and x is not None \
+                and isinstance(img, torch.Tensor):
+            self._observe(ev.ctx, call.keys, x, img, recorded)
 
     def _block(self, g, args, run_block, probe_fn, ev, call) -> dict:
         ev.blocks_total += 1
@@ -383,14 +432,22 @@ class CacheRun:
             out = run_block(args)
             ev.blocks_computed += 1
             if g == self.front - 1:
-                probe = _primary(out) - call.front_in if call.front_in is not None else _primary(out)
-                call.front_in = None
+                front_in, call.front_in = call.front_in, None
+                img = _primary(out)
+                probe = None          # the front residual, when every front block ran here
+                if call.first_block == 0 and isinstance(img, torch.Tensor) and front_in is not None \
+                        and front_in.shape == img.shape:
+                    probe = img - front_in
                 self._decide_call(call, probe, out)
             return out
         if call.verdict is None:
             probe = None
-            if self.policy.probe in ("modulated_input", "block_input"):
-                probe = probe_fn(args) if probe_fn is not None else _primary(args)
+            if self.policy.probe in ("modulated_input", "block_input") and g == 0:
+                try:                  # block 0's input, read by the architecture's probe
+                    probe = probe_fn(args) if probe_fn is not None else _primary(args)
+                except Exception as e:
+                    log.debug("Diffusion Cache: probe failed: %s: %s", type(e).__name__, e)
+                    probe = None
             self._decide_call(call, probe, args)
         if call.skip_span is not None and g == call.skip_span[0] and \
                 not self._span_ready(call.skip_span, call.keys, args, check_shapes=True):
@@ -480,12 +537,18 @@ class CacheRun:
 
     # ---- end of run ----------------------------------------------------------------------
     def finish(self) -> RunStats:
-        if self.evaluation is not None:
-            self.end_sampler_evaluation()     # also a sampler evaluation the host left open
+        """End the run (also after an interrupt or an error): report, and free every tensor."""
+        try:
+            if self.evaluation is not None:
+                self.end_sampler_evaluation()     # also a sampler evaluation the host left open
+        finally:
+            self.call = self.evaluation = None        # an unfinished or implicit call holds residuals
+            try:
+                self.predictor.clear()
+            finally:
+                self.policy.release()
         self.stats.resets.extend(self.store.resets)
         self.stats.finish()
-        self.predictor.clear()
-        self.policy.release()
         return self.stats
 
 

@@ -41,6 +41,7 @@ class Policy:
     granularity = "stack"
     front_blocks = 0                # blocks always computed before the decision (their residual is the probe)
     back_blocks = 0                 # blocks always computed at the end
+    probe_optional = False          # True: decide() copes with a probe of None (otherwise the step computes)
     group = None                    # the ranks that decide alike: None = every rank of torch.distributed
     #                                 when it is initialised, a process group, or False = this process alone
 

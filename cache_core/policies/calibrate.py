@@ -19,6 +19,7 @@ def _tokens_last(t: torch.Tensor) -> torch.Tensor:
 class CalibrationPolicy(Policy):
     name = "calibrate"
     probe = "modulated_input"
+    probe_optional = True           # a step without a readable probe is still recorded
     wants_residuals = True
 
     def __init__(self, granularity: str = "stack"):
