@@ -8,7 +8,9 @@ survives a run, and two samplers sharing one cached model never share state.
 from __future__ import annotations
 
 import logging
+import uuid
 
+from ..cache_core import distributed
 from ..cache_core.config import CacheConfig
 from ..cache_core.engine import CacheRun
 from ..cache_core.policies import make_policy
@@ -20,6 +22,9 @@ log = logging.getLogger("diffusion_cache")
 
 HOLDER_KEY = "diffusion_cache"
 RUN_KEY = "diffusion_cache_run"
+# what a multi-GPU host may put in transformer_options: the process group whose ranks must
+# decide alike (a torch.distributed ProcessGroup), or False for per-rank decisions
+GROUP_KEY = distributed.GROUP_KEY
 
 
 # k-diffusion samplers whose second evaluation of step i is at sigma[i + 1] (a corrector)
@@ -41,17 +46,23 @@ class CacheHolder:
         self.node_id = node_id
         self.calibrate_to = calibrate_to      # profile name, when this holder calibrates
         self.last_stats = None                # the last run's statistics (JSON-safe summary)
+        self.token = uuid.uuid4().hex         # names this holder's block patches (survives deepcopy)
 
     @property
     def uses_blocks(self) -> bool:
         return self.layout is not None and self.layout.total > 0
 
-    def make_policy(self):
+    def make_policy(self, group=None):
         if self.calibrate_to is not None:
-            return CalibrationPolicy("stack" if self.uses_blocks else "output")
-        return make_policy(self.config, self.profile)
+            policy = CalibrationPolicy("stack" if self.uses_blocks else "output")
+        else:
+            policy = make_policy(self.config, self.profile)
+        policy.group = group
+        return policy
 
-    def new_run(self, sigmas, model_sampling, diffusion_model, sampler=None) -> CacheRun:
+    def new_run(self, sigmas, model_sampling, diffusion_model, sampler=None, group=None) -> CacheRun:
+        """A fresh run; ``group`` is the host's process group for the decisions (None: every
+        rank of torch.distributed when it is initialised; False: each rank decides alone)."""
         s = self.config.schedule
         window = (float(model_sampling.percent_to_sigma(s.start_percent)),
                   float(model_sampling.percent_to_sigma(s.end_percent)))
@@ -69,7 +80,7 @@ class CacheHolder:
         def on_record(run, record):
             events.send(events.STEP_EVENT, events.step_payload(node_id, run.run_id, record, run.locator.total_steps))
 
-        return CacheRun(self.config, self.make_policy(), [float(x) for x in sigmas],
+        return CacheRun(self.config, self.make_policy(group), [float(x) for x in sigmas],
                         self.layout if self.uses_blocks else None, window,
                         expect_reports=True, corrector_at_next_sigma=corrects_at_next_sigma(sampler),
                         on_record=on_record, probe_fn=probe_fn)

@@ -2,22 +2,39 @@
 
 All are registered under one key, so they can be listed and removed together, and
 never replace a model's ``forward``.
+
+Block patches chain: where another pack already patched a block, ours wraps its patch
+(and ``detach`` puts it back). A node after ours may replace our patches; at the start
+of every sampling run ours is made the outermost patch again, wrapping whatever is
+there, so the order of the nodes does not matter. A patch of ours reached again inside
+another pack's patch (one that chains what it found) runs the block as is.
 """
 from __future__ import annotations
 
 import logging
 
+from ..cache_core import distributed
 from ..cache_core.engine import STREAM_KEYS
 from . import events
 from .passes import pass_variant, predict_noise_wrapper
-from .holder import HOLDER_KEY, RUN_KEY
+from .holder import GROUP_KEY, HOLDER_KEY, RUN_KEY
 
 log = logging.getLogger("diffusion_cache")
 WRAPPER_KEY = "diffusion_cache"
+GUARD_KEY = "diffusion_cache_blocks"      # the run's _BlockGuard, in transformer_options
+
+
+class _BlockGuard:
+    """The blocks whose patch of ours is running (one sampling run); not a dict, so ComfyUI's
+    per-call copies of transformer_options share it."""
+
+    def __init__(self):
+        self.active: set[int] = set()
+        self.warned_unreached = False
 
 
 def _sampler_args(args, kwargs):
-    """(sigmas, callback position or name) of CFGGuider.outer_sample's arguments."""
+    """The sigma schedule of CFGGuider.outer_sample's arguments."""
     sigmas = args[3] if len(args) > 3 else kwargs.get("sigmas")
     return sigmas
 
@@ -32,9 +49,12 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     if holder is None:
         return executor(*args, **kwargs)
     sigmas = _sampler_args(args, kwargs)
+    if sigmas is None or len(sigmas) < 2:
+        return executor(*args, **kwargs)     # no step to take (SplitSigmas at an end): nothing to cache
     model = guider.model_patcher.model
     sampler = args[2] if len(args) > 2 else kwargs.get("sampler")
-    run = holder.new_run(sigmas, model.model_sampling, model.diffusion_model, sampler)
+    group = distributed.named_group(original_options["transformer_options"].get(GROUP_KEY))
+    run = holder.new_run(sigmas, model.model_sampling, model.diffusion_model, sampler, group=group)
 
     args = list(args)
     user_callback = args[5] if len(args) > 5 else kwargs.get("callback")
@@ -49,33 +69,80 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     else:
         kwargs["callback"] = callback
     guider.model_options = comfy.model_patcher.create_model_options_clone(original_options)
-    guider.model_options["transformer_options"][RUN_KEY] = run
+    options = guider.model_options["transformer_options"]
+    options[RUN_KEY] = run
+    options[GUARD_KEY] = _BlockGuard()
+    _own_block_patches(options, holder)
     log.info("Diffusion Cache enabled - %s on %s (%s)", holder.config.describe(), holder.architecture.name,
              "block spans" if run.granularity == "stack" else "whole model calls")
     try:
         return executor(*args, **kwargs)
     finally:
+        guider.model_options = original_options
+        _end_run(holder, run)
+
+
+def _end_run(holder, run) -> None:
+    """Report the run and free its tensors. Nothing here may replace the sampler's result
+    (or the exception that stopped it), so each part logs its own failure."""
+    try:
         stats = run.finish()
+    except Exception:
+        log.exception("Diffusion Cache: ending the run failed")
+        return
+    try:
         holder.last_stats = stats.to_json()
         log.info(stats.log_line())
         for reason in stats.resets:
             log.info("Diffusion Cache: state was reset during the run: %s", reason)
-        if holder.calibrate_to is not None:
-            _save_calibration(holder, run)
+    except Exception:
+        log.exception("Diffusion Cache: the run's summary failed")
+    if holder.calibrate_to is not None:
+        _save_calibration(holder, run)
+    try:
         events.send(events.RUN_EVENT, events.run_payload(holder.node_id, stats))
-        guider.model_options = original_options
+    except Exception:
+        log.exception("Diffusion Cache: sending the run's summary failed")
 
 
 def _save_calibration(holder, run) -> None:
     from .profile_files import save_profile
-    recorder = run.policy.finish()
     try:
+        recorder = run.policy.finish()
         profile = recorder.to_profile(holder.calibrate_to, holder.architecture.name,
                                       holder.architecture.probe_name if run.granularity == "stack" else "model_input")
-        path = save_profile(profile)
-        log.info("Diffusion Cache: calibration profile written to %s", path)
     except ValueError as e:
         log.warning("Diffusion Cache: calibration not saved: %s", e)
+        return
+    try:
+        path = save_profile(profile)
+    except Exception as e:   # a read-only or full user directory: keep the sampled result
+        log.error("Diffusion Cache: the calibration profile %r could not be written (%s: %s); the sampled "
+                  "result is kept", holder.calibrate_to, type(e).__name__, e)
+        return
+    log.info("Diffusion Cache: calibration profile written to %s", path)
+
+
+def _own_block_patches(options: dict, holder) -> None:
+    """Make this holder's patch the outermost one at each of its block keys, in this run's
+    copy of the options: a node after ours may have replaced (or chained) our patches."""
+    if not holder.uses_blocks:
+        return
+    replace = options.get("patches_replace")
+    replace = dict(replace) if isinstance(replace, dict) else {}
+    dit = dict(replace.get("dit") or {})
+    wrapped = 0
+    for kind, count in holder.layout.kinds:
+        for i in range(count):
+            found = dit.get((kind, i))
+            if getattr(found, "diffusion_cache_token", None) != holder.token:
+                dit[(kind, i)] = make_block_patch(holder.layout.global_index(kind, i), found, holder.token)
+                wrapped += found is not None
+    if wrapped:
+        log.info("Diffusion Cache: %d block patch(es) set after this cache node are wrapped by the cache "
+                 "for this run", wrapped)
+    replace["dit"] = dit
+    options["patches_replace"] = replace
 
 
 def calc_cond_batch_wrapper(executor, *args, **kwargs):
@@ -90,9 +157,21 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
                      for i, c in enumerate(conds or []) if c is not None)
     run.begin_evaluation(float(timestep.flatten()[0]), branches, pass_variant(conds, model_options))
     try:
-        return executor(*args, **kwargs)
+        out = executor(*args, **kwargs)
+        _warn_if_unreached(run, model_options["transformer_options"].get(GUARD_KEY))
+        return out
     finally:
         run.end_evaluation()
+
+
+def _warn_if_unreached(run, guard) -> None:
+    """An evaluation in which neither a model call nor a block reached the run (a model without
+    a model-call hook, SD3, whose block patches were replaced while it ran): say so once."""
+    if run.evaluation is None or run.evaluation.calls or guard is None or guard.warned_unreached:
+        return
+    guard.warned_unreached = True
+    log.warning("Diffusion Cache: the model ran without reaching the cache (another node replaced its block "
+                "patches, or skipped the model call); those steps are computed and not cached")
 
 
 def _transformer_options(args, kwargs) -> dict:
@@ -143,8 +222,10 @@ def _returning_streams(run_block):
     return run
 
 
-def make_block_patch(global_index: int, previous=None):
-    """A ``patches_replace["dit"]`` function for one block; chains a patch already there."""
+def make_block_patch(global_index: int, previous=None, token: str | None = None):
+    """A ``patches_replace["dit"]`` function for one block; chains a patch already there.
+
+    ``token`` names the holder it belongs to; ``diffusion_cache_wraps`` is the patch it chains."""
     def block_patch(args, extra):
         if previous is not None:
             def original(a):
@@ -153,12 +234,25 @@ def make_block_patch(global_index: int, previous=None):
             original = extra["original_block"]
         original = _returning_streams(original)
         options = args.get("transformer_options") or {}
-        run = options.get(RUN_KEY)
-        if run is None:
-            return original(args)
-        return run.block(global_index, args, original, keys=options.get("uuids") or ())
+        run, guard = options.get(RUN_KEY), options.get(GUARD_KEY)
+        if run is None or guard is None or global_index in guard.active:
+            return original(args)     # not sampling with a cache, or a copy of ours inside another pack's patch
+        guard.active.add(global_index)
+        try:
+            return run.block(global_index, args, original, keys=options.get("uuids") or ())
+        finally:
+            guard.active.discard(global_index)
     block_patch.diffusion_cache = True
+    block_patch.diffusion_cache_token = token
+    block_patch.diffusion_cache_wraps = previous
     return block_patch
+
+
+def _unwrapped(fn):
+    """The first patch under our chain of patches (None: there was none)."""
+    while fn is not None and getattr(fn, "diffusion_cache", False):
+        fn = getattr(fn, "diffusion_cache_wraps", None)
+    return fn
 
 
 def attach(model, holder) -> None:
@@ -181,12 +275,13 @@ def attach(model, holder) -> None:
     for kind, count in holder.layout.kinds:
         for i in range(count):
             previous = existing.get((kind, i))   # another pack's patch: ours wraps it
-            model.set_model_patch_replace(make_block_patch(holder.layout.global_index(kind, i), previous),
-                                          "dit", kind, i)
+            model.set_model_patch_replace(make_block_patch(holder.layout.global_index(kind, i), previous,
+                                                           holder.token), "dit", kind, i)
 
 
 def detach(model) -> None:
-    """Remove everything ``attach`` registered (the model stays usable)."""
+    """Remove everything ``attach`` registered (the model stays usable); another pack's
+    patch that ours wrapped is put back."""
     from comfy.patcher_extension import WrappersMP
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.PREDICT_NOISE, WrappersMP.CALC_COND_BATCH,
                          WrappersMP.DIFFUSION_MODEL):
@@ -203,4 +298,5 @@ def detach(model) -> None:
     dit = replace.get("dit")
     if dit:
         # copy on write: the dict may be shared with the model this one was cloned from
-        replace["dit"] = {k: fn for k, fn in dit.items() if not getattr(fn, "diffusion_cache", False)}
+        restored = {k: _unwrapped(fn) for k, fn in dit.items()}
+        replace["dit"] = {k: fn for k, fn in restored.items() if fn is not None}
