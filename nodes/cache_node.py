@@ -24,6 +24,17 @@ def choose_method(method: str, architecture, uses_blocks: bool) -> str:
     return "first_block" if uses_blocks else "easycache"
 
 
+def diffusion_model_of(model):
+    """The MODEL's diffusion model, or None with the one warning both nodes give."""
+    try:
+        diffusion_model = model.get_model_object("diffusion_model")
+    except Exception:
+        diffusion_model = None
+    if diffusion_model is None:
+        log.warning("Diffusion Cache: this MODEL has no diffusion model to cache; passing it through unchanged")
+    return diffusion_model
+
+
 def probe_description(architecture, uses_blocks: bool) -> str:
     """What TeaCache measures on ``architecture``, in words."""
     if not uses_blocks:
@@ -38,12 +49,8 @@ def build_cached_model(model, node_id=None, **inputs):
     Raises ValueError with a fix-it message for bad input; returns the model
     untouched (with one warning) when it cannot be cached.
     """
-    try:
-        diffusion_model = model.get_model_object("diffusion_model")
-    except Exception:
-        diffusion_model = None
+    diffusion_model = diffusion_model_of(model)
     if diffusion_model is None:
-        log.warning("Diffusion Cache: this MODEL has no diffusion model to cache; passing it through unchanged")
         return model
     architecture = identify(diffusion_model)
     layout = architecture.layout(diffusion_model) if architecture.block_lists else None

@@ -4,13 +4,16 @@ from __future__ import annotations
 from ..cache_core.config import CacheConfig
 from . import hooks
 from .architectures import identify
+from .cache_node import diffusion_model_of
 from .holder import CacheHolder
 from .profile_files import safe_name
 
 
 def build_calibrating_model(model, profile_name: str, node_id=None):
     name = safe_name(profile_name)
-    diffusion_model = model.get_model_object("diffusion_model")
+    diffusion_model = diffusion_model_of(model)
+    if diffusion_model is None:
+        return model
     architecture = identify(diffusion_model)
     layout = architecture.layout(diffusion_model) if architecture.block_lists else None
     uses_blocks = layout is not None and layout.total > 0

@@ -45,12 +45,12 @@ def resolve(choice: str, architecture, needs: str | None) -> Profile | None:
         if not path.is_file():
             raise ValueError(f"profile {choice!r} not found in {path.parent}; run the Diffusion Cache "
                              "Calibrate node first, or choose 'auto'")
-        return Profile.load(path)
+        return _checked(choice, Profile.load(path), needs, published)
     if choice != "auto":
         if choice not in published:
             raise ValueError(f"unknown profile {choice!r}; choose 'auto', a published profile "
                              f"({', '.join(sorted(published))}) or a calibrated 'user:<name>'")
-        return published[choice]
+        return _checked(choice, published[choice], needs, published)
     # auto: a calibrated profile for this architecture first, then the published one
     for name in reversed(calibrated_names()):
         try:
@@ -65,6 +65,26 @@ def resolve(choice: str, architecture, needs: str | None) -> Profile | None:
     if needs == "teacache":
         return published["generic"]
     return None
+
+
+WHAT = {"teacache": "TeaCache polynomial", "magcache": "MagCache magnitude curve"}
+
+
+def _checked(choice: str, profile: Profile, needs: str | None, published: dict) -> Profile:
+    """``profile`` if it holds what the method needs, else a ValueError that lists the choices that do."""
+    if _has(profile, needs):
+        return profile
+    valid = sorted(n for n, p in published.items() if _has(p, needs))
+    valid += [f"user:{n}" for n in calibrated_names() if f"user:{n}" != choice and _loads_with(n, needs)]
+    raise ValueError(f"profile {choice!r} has no {WHAT[needs]}; choose 'auto', one of: {', '.join(valid)}, "
+                     "or a calibrated 'user:<name>' (the Diffusion Cache Calibrate node writes both)")
+
+
+def _loads_with(name: str, needs: str | None) -> bool:
+    try:
+        return _has(Profile.load(profiles_dir() / f"{name}.json"), needs)
+    except (OSError, ValueError):
+        return False
 
 
 def _has(profile: Profile, needs: str | None) -> bool:
