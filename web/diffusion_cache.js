@@ -3,6 +3,8 @@
 // (one row per sampler run and conditioning branch), a per-block heat map for
 // block-level methods, and a summary line ("19/28 computed · 1.47x"). After a page
 // reload it shows the node's last run again from GET /diffusion_cache/runs.
+// On every "Diffusion Cache Compare" node, a line of figures: the PSNR, SSIM and
+// wall-clock speedup the node computed (its ui output, from the executed event).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
@@ -75,6 +77,12 @@ function injectStyle() {
 .dc-legend { height: 13px; display: flex; gap: 8px; font-size: 10px; opacity: .75; white-space: nowrap; overflow: hidden; }
 .dc-legend i { display: inline-block; width: 8px; height: 8px; border-radius: 2px; margin-right: 3px; vertical-align: -1px; }
 .dc-empty { height: 15px; opacity: .6; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.dc-compare { box-sizing: border-box; width: 100%; height: 100%; padding: 4px 6px; overflow: hidden;
+  font: 11px/1.3 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; color: var(--input-text, #ddd);
+  background: var(--comfy-input-bg, #222); border-radius: 6px; display: flex; flex-direction: column; gap: 3px; }
+.dc-compare-line { height: 15px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.dc-compare-figures { font-size: 12px; font-weight: 600; }
+.dc-compare-detail { opacity: .65; font-size: 10px; }
 `;
   document.head.appendChild(style);
 }
@@ -290,6 +298,107 @@ function addTimeline(node) {
   schedule(w);
 }
 
+
+// ---- Diffusion Cache Compare: the figures its execution computed ---------------------------
+
+const COMPARE_TYPE = "DiffusionCacheCompare";
+const COMPARE_WIDGET = "diffusion_cache_compare";
+const COMPARE_KEY = "diffusion_cache_compare";      // the node's ui output key
+const COMPARE_H = 2 * 15 + 3 + PAD + 2;
+/** event node id (execution id) -> the figures of its last execution */
+const compareResults = new Map();
+/** live compare widgets: {node, el} */
+const compareWidgets = new Set();
+
+const COMPARE_TIPS = {
+  psnr: "PSNR of the cached images against the uncached ones, on the decoded images in [0, 1]: " +
+    "higher is closer, ∞ = identical; above about 30 dB differences are hard to see.",
+  ssim: "SSIM (structural similarity) of the cached images against the uncached ones: 1 = identical.",
+  speedup: "Wall-clock seconds of the uncached sampler run / the cached one, both run in this node. The cached " +
+    "run goes first, so on the first queue it also carries loading the model and warm-up: queue again " +
+    "(another seed) for a steadier figure.",
+};
+
+/** The figures' text, one entry per figure: [name, text, raw value]. */
+function compareFigures(f) {
+  const psnr = f.identical ? "∞" : (typeof f.psnr === "number" ? `${f.psnr.toFixed(2)} dB` : "—");
+  const ssim = typeof f.ssim === "number" ? f.ssim.toFixed(4) : "—";
+  const speedup = typeof f.speedup === "number" ? `${f.speedup.toFixed(2)}x` : "—";
+  return [["psnr", `PSNR ${psnr}`, f.identical ? "inf" : f.psnr], ["ssim", `SSIM ${ssim}`, f.ssim],
+    ["speedup", `speedup ${speedup}`, f.speedup]];
+}
+
+function compareDetail(f) {
+  const parts = [];
+  if (typeof f.seconds_cached === "number" && typeof f.seconds_uncached === "number") {
+    parts.push(`cached ${f.seconds_cached.toFixed(2)} s`, `uncached ${f.seconds_uncached.toFixed(2)} s`);
+  } else {
+    parts.push(`compared ${f.mode ?? "inputs"} made upstream (not timed)`);
+  }
+  if (f.images != null) parts.push(`${f.images} image${f.images === 1 ? "" : "s"}`);
+  if (f.cache_attached === false) parts.push("no cache attached");
+  return parts.join(" · ");
+}
+
+function renderCompare(w) {
+  const root = w.el;
+  root.replaceChildren();
+  root.dataset.nodeId = String(w.node.id);
+  let figures = null;
+  const rootG = rootGraph();
+  for (const [id, f] of compareResults) {
+    let hit = false;
+    try { hit = nodeMatchesId(w.node, id, rootG); } catch (e) { hit = false; }
+    if (hit) figures = f;
+  }
+  root.dataset.state = figures ? "done" : "empty";
+  if (!figures) {
+    root.append(el("div", "dc-compare-line dc-empty", "Run the workflow to compare cached and uncached."));
+    return;
+  }
+  const line = el("div", "dc-compare-line dc-compare-figures");
+  compareFigures(figures).forEach(([name, text, value], i) => {
+    if (i) line.append(document.createTextNode(" · "));
+    const span = el("span", "dc-figure", text);
+    span.dataset.figure = name;
+    span.dataset.value = value == null ? "" : String(value);
+    span.title = COMPARE_TIPS[name];
+    line.append(span);
+  });
+  root.append(line, el("div", "dc-compare-line dc-compare-detail", compareDetail(figures)));
+}
+
+function addCompareWidget(node) {
+  injectStyle();
+  const root = el("div", "dc-compare");
+  root.dataset.diffusionCache = "compare";
+  const w = { node, el: root };
+  const widget = node.addDOMWidget(COMPARE_WIDGET, "diffusion_cache_compare", root, {
+    serialize: false,
+    hideOnZoom: true,
+    getValue: () => "",
+    setValue: () => {},
+    margin: MARGIN,
+    getMinHeight: () => COMPARE_H + 2 * MARGIN,
+    getMaxHeight: () => COMPARE_H + 2 * MARGIN + 8,
+  });
+  widget.serialize = false;
+  compareWidgets.add(w);
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    compareWidgets.delete(w);
+    return onRemoved?.apply(this, arguments);
+  };
+  renderCompare(w);
+}
+
+api.addEventListener("executed", ({ detail }) => {
+  const figures = detail?.output?.[COMPARE_KEY]?.[0];
+  if (!figures) return;
+  compareResults.set(String(detail.display_node ?? detail.node), figures);
+  for (const w of compareWidgets) renderCompare(w);
+});
+
 api.addEventListener(STEP_EVENT, ({ detail }) => {
   if (!detail || detail.node == null) return;
   applyStep(stateFor(detail.node), detail);
@@ -313,6 +422,15 @@ app.registerExtension({
     await loadStoredRuns();
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name === COMPARE_TYPE) {
+      const created = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function () {
+        const r = created?.apply(this, arguments);
+        addCompareWidget(this);
+        return r;
+      };
+      return;
+    }
     if (nodeData?.name !== NODE_TYPE) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
@@ -323,6 +441,7 @@ app.registerExtension({
   },
   async afterConfigureGraph() {
     renderAll();
+    for (const w of compareWidgets) renderCompare(w);
   },
 });
 
@@ -332,4 +451,5 @@ window.diffusionCacheTimeline = {
   widgets,
   reload: loadStoredRuns,
   renderAll,
+  compareResults,
 };

@@ -4,7 +4,7 @@
 //
 //   node tests/web/e2e.mjs --url http://127.0.0.1:PORT --chromium /usr/bin/chromium \
 //        --workflows workflows --demo workflows/tiny_flux_demo.json --two-stage two_stage.json \
-//        --screenshot docs/timeline.png --report out.json [--no-run]
+//        --screenshot docs/timeline.png --compare workflows/tiny_flux_compare.json --report out.json [--no-run]
 //
 // Phases: (1) load every UI workflow in workflows/ with app.loadGraphData and record
 // missing node types and widget round-trips; (2) load the tiny demo, queue it from the
@@ -12,8 +12,9 @@
 // GET /diffusion_cache/runs; (4) reload the page and record what the widget shows from
 // the stored runs; (5) put the cache node in a subgraph, run again and record the widget
 // of the node inside the subgraph; (6) run a graph where two samplers share one cached
-// model and take the screenshot of its timeline. Every browser console error and page
-// error is recorded. The report is JSON; the assertions live in the Python test.
+// model and take the screenshot of its timeline; (7) run the Diffusion Cache Compare
+// workflow and record the figures its node shows, with the prompt's GET /history entry
+// (what the server computed). Every browser console error and page error is recorded. The report is JSON; the assertions live in the Python test.
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -27,6 +28,7 @@ const { values: opt } = parseArgs({
     workflows: { type: "string" },
     demo: { type: "string" },
     "two-stage": { type: "string" },
+    compare: { type: "string" },
     screenshot: { type: "string" },
     report: { type: "string" },
     "no-run": { type: "boolean", default: false },
@@ -296,6 +298,43 @@ try {
       await waitForWidget(report.cache_node_id, 1);
       await screenshot(report.cache_node_id);
     }
+  }
+
+  // ---- (7) the Diffusion Cache Compare node shows the figures the server computed ---------
+  if (!opt["no-run"] && opt.compare) {
+    const wf = JSON.parse(fs.readFileSync(opt.compare, "utf8"));
+    const id = String(wf.nodes.find((n) => n.type === "DiffusionCacheCompare").id);
+    const before = await page.evaluate(async (graph) => {
+      await window.app.loadGraphData(graph, true, true, "tiny_flux_compare",
+        { showMissingNodesDialog: false, showMissingModelsDialog: false });
+      const n = window.__dcE2E.done.length;
+      await window.app.queuePrompt(0, 1);
+      return n;
+    }, wf);
+    await page.waitForFunction((n) => window.__dcE2E.done.length > n, before, { timeout: TIMEOUT_MS });
+    const compare = { node: id, result: await page.evaluate(() => window.__dcE2E.done.at(-1)) };
+    report.compare = compare;
+    if (compare.result && compare.result.error) {
+      const e = compare.result.error;
+      throw new Error(`the compare workflow failed on node ${e.node_id} (${e.node_type}): ${e.exception_message}`);
+    }
+    await page.waitForFunction((nodeId) =>
+      document.querySelector(`.dc-compare[data-node-id="${nodeId}"]`)?.dataset.state === "done", id,
+    { timeout: TIMEOUT_MS });
+    compare.widget = await page.evaluate((nodeId) => {
+      const el = document.querySelector(`.dc-compare[data-node-id="${nodeId}"]`);
+      const r = el.getBoundingClientRect();
+      return { state: el.dataset.state, visible: r.width > 0 && r.height > 0,
+        figures: [...el.querySelectorAll(".dc-figure")].map((f) => ({ name: f.dataset.figure, text: f.textContent,
+          value: f.dataset.value, title: f.title })),
+        detail: el.querySelector(".dc-compare-detail")?.textContent ?? null };
+    }, id);
+    compare.history = await page.evaluate(async (pid) => (await fetch(`/history/${pid}`)).json(), compare.result);
+    if (process.env.DC_E2E_COMPARE_SHOT) {
+      await page.waitForTimeout(400);
+      await page.screenshot({ path: process.env.DC_E2E_COMPARE_SHOT });
+    }
+    mark("compare");
   }
 } catch (err) {
   report.error = String(err && err.stack || err);

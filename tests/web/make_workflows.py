@@ -2,6 +2,7 @@
 
     python tests/web/make_workflows.py --server http://127.0.0.1:8188
     python tests/web/make_workflows.py --object-info object_info.json
+    python tests/web/make_workflows.py --server URL --only tiny_flux_compare
 
 Widget values are laid out from the server's /object_info (input order, defaults,
 ``control_after_generate`` slots), so the files stay in step with the nodes: rerun
@@ -586,6 +587,43 @@ def tiny_flux_two_stage_fixture(info, steps: int = 20, split: int = 10, cfg: flo
     return wf
 
 
+def tiny_flux_compare(info):
+    """The Diffusion Cache Compare node on the bundled tiny Flux model: runs on a CPU in seconds."""
+    wf = Workflow(info)
+    loader = wf.node("DiffusionCacheTinyModelLoader", (0, 0), {"model_name": "flux_tiny"}, title="Tiny Flux model")
+    digits = wf.node("DiffusionCacheTinyDigits", (0, 160), {"model_name": "flux_tiny", "digits": "0123456789"},
+                     title="Digits 0-9")
+    dc = cache(wf, (380, 0), method="taylorseer", interval=4, warmup_steps=1, last_steps_computed=1)
+    cmp_ = wf.node("DiffusionCacheCompare", (780, 0), {"seed": 0, "steps": 20, "cfg": 3.0, "sampler_name": "euler",
+                                                       "scheduler": "simple", "denoise": 1.0,
+                                                       "tiny_model": "flux_tiny", "amplify": 4.0},
+                   width=360, color=(CACHE_COLOR, CACHE_BG))
+    previews = [wf.node("PreviewImage", (1180, 300 * i), title=f"{name} images", width=420)
+                for i, name in enumerate(("cached", "uncached", "difference x4"))]
+    wf.link(loader, 0, dc, "model")
+    wf.link(dc, 0, cmp_, "model")
+    wf.link(digits, "positive", cmp_, "positive")
+    wf.link(digits, "negative", cmp_, "negative")
+    wf.link(digits, "latent", cmp_, "latent_image")
+    for slot, preview in enumerate(previews):
+        wf.link(cmp_, slot, preview, "images")
+    wf.note(
+        "What the cache costs, on the node\n\n"
+        "Diffusion Cache Compare samples the same digits twice with the same seed and sampler: with the "
+        "cached MODEL (TaylorSeer, interval 4: 1 step in 4 computed, the others forecast) and with the same "
+        "MODEL without the cache. It shows on the node:\n"
+        "- PSNR of the cached images against the uncached ones (dB; higher is closer, inf = identical);\n"
+        "- SSIM (1 = identical);\n"
+        "- the speedup: uncached seconds / cached seconds of the two sampler runs. The cached run goes "
+        "first, so the first queue also carries loading the model: queue again with another seed for a "
+        "steadier figure.\n\n"
+        "The outputs are the cached images, the uncached images and their difference x4 (black = "
+        "identical). The tiny model has no VAE, so tiny_model picks its exact decoder; connect a VAE "
+        "for real models. For a two-stage graph (Wan 2.2), build it once cached and once uncached and "
+        "connect the two final latents to cached_latent and uncached_latent.", (0, 380), width=340, height=420)
+    return wf
+
+
 WORKFLOWS = {
     "flux_dev": flux_dev,
     "sd15": sd15,
@@ -596,6 +634,7 @@ WORKFLOWS = {
     "hunyuan_video": hunyuan_video,
     "ltx_video": ltx_video,
     "qwen_image": qwen_image,
+    "tiny_flux_compare": tiny_flux_compare,
 }
 
 
@@ -605,6 +644,7 @@ def main() -> None:
     src.add_argument("--server", help="a running ComfyUI with this pack, e.g. http://127.0.0.1:8188")
     src.add_argument("--object-info", type=Path, help="a saved /object_info JSON")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--only", action="append", choices=sorted(WORKFLOWS), help="write only this workflow (repeatable)")
     args = ap.parse_args()
     if args.server:
         with urllib.request.urlopen(args.server.rstrip("/") + "/object_info", timeout=60) as r:
@@ -613,6 +653,8 @@ def main() -> None:
         info = json.loads(args.object_info.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     for name, build in WORKFLOWS.items():
+        if args.only and name not in args.only:
+            continue
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(build(info).to_json(), indent=1) + "\n")
         print("wrote", path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)

@@ -12,6 +12,9 @@ browser session (tests/web/e2e.mjs, playwright-core) serve every test in this mo
 * after a page reload the widget shows the same run again, from the stored runs;
 * a cache node moved into a subgraph gets its events (sent with the subgraph path id);
 * two samplers sharing one cached model give two runs, S1 and S2, under one node;
+* the Diffusion Cache Compare workflow (workflows/tiny_flux_compare.json, or the same graph
+  built from /object_info), queued from the UI, shows on its node the PSNR, SSIM and speedup
+  that the server computed (its ui output in GET /history);
 * the browser logged no errors (network 404s of optional files are not errors of ours);
 * a screenshot of the two-sampler timeline is written to out/web/timeline-<ComfyUI version>.png
   (or to $DIFFUSION_CACHE_SCREENSHOT; the README's docs/timeline.png is made that way).
@@ -46,10 +49,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(HERE))
 import comfy_host  # noqa: E402
-from make_workflows import tiny_flux_fixture, tiny_flux_two_stage_fixture, widget_layout  # noqa: E402
+from make_workflows import tiny_flux_compare, tiny_flux_fixture, tiny_flux_two_stage_fixture, widget_layout  # noqa: E402
 
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
 DEMO = REPO / "workflows" / "tiny_flux_demo.json"
+COMPARE = REPO / "workflows" / "tiny_flux_compare.json"
 TINY_MODEL = "flux_tiny"
 FRONTEND_ROOT = os.environ.get("DIFFUSION_CACHE_FRONTEND_ROOT", "").strip() or None
 SERVER_START_S = 180
@@ -226,7 +230,12 @@ def report(server):
             demo.write_text(json.dumps(tiny_flux_fixture(server["object_info"]).to_json()))
         two_stage = server["base"] / "two_stage_fixture.json"
         two_stage.write_text(json.dumps(tiny_flux_two_stage_fixture(server["object_info"]).to_json()))
-        cmd += ["--demo", str(demo), "--two-stage", str(two_stage), "--screenshot", str(shot)]
+        compare = COMPARE
+        if not _matches_nodes(compare, server["object_info"]):
+            compare = server["base"] / "tiny_flux_compare.json"
+            compare.write_text(json.dumps(tiny_flux_compare(server["object_info"]).to_json()))
+        cmd += ["--demo", str(demo), "--two-stage", str(two_stage), "--screenshot", str(shot),
+                "--compare", str(compare)]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=E2E_TIMEOUT_S)
     elapsed = time.monotonic() - started
@@ -406,6 +415,28 @@ def test_two_samplers_sharing_one_cached_model(report):
     assert [r["sampler"] for r in two["widget"]["rows"]] == ["1", "1", "2", "2"]   # cond + uncond each
     assert two["widget"]["summary"] == expected_summary(entries)[0]
     assert len(two["widget"]["heat"]) == 2
+
+
+def test_compare_node_shows_the_server_figures(report):
+    _needs_run(report)
+    cmp = report["compare"]
+    assert isinstance(cmp["result"], str), f"the compare workflow did not succeed: {cmp['result']}"
+    outputs = cmp["history"][cmp["result"]]["outputs"]
+    figures = outputs[cmp["node"]]["diffusion_cache_compare"][0]
+    assert figures["mode"] == "sampled" and figures["cache_attached"] is True
+    assert not figures["identical"] and 0.0 < figures["ssim"] < 1.0 and figures["speedup"] > 0
+    widget = cmp["widget"]
+    assert widget["visible"] and widget["state"] == "done", widget
+    shown = {f["name"]: f for f in widget["figures"]}
+    assert list(shown) == ["psnr", "ssim", "speedup"]
+    assert shown["psnr"]["text"] == f"PSNR {figures['psnr']:.2f} dB"
+    assert shown["ssim"]["text"] == f"SSIM {figures['ssim']:.4f}"
+    assert shown["speedup"]["text"] == f"speedup {figures['speedup']:.2f}x"
+    for name in ("psnr", "ssim", "speedup"):     # the numbers the page received, unrounded
+        assert float(shown[name]["value"]) == figures[name], name
+    assert "warm-up" in shown["speedup"]["title"]
+    assert widget["detail"].startswith(f"cached {figures['seconds_cached']:.2f} s · "
+                                       f"uncached {figures['seconds_uncached']:.2f} s")
 
 
 def test_no_browser_errors(report):
