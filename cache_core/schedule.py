@@ -10,10 +10,11 @@ on the schedule (DPM++ 2S), and, for samplers known to correct at the next sigma
 
 Samplers with churn (``s_churn > 0`` in k-diffusion's Euler, Heun and DPM-2) evaluate
 step ``i`` at ``sigma_hat = sigma[i] * (1 + gamma)``, one gamma for the whole run (steps
-outside ``s_tmin``..``s_tmax`` keep ``sigma[i]``). That sigma is off the schedule, but
-it lies above the previous step's sigma (above ``sigma[0]`` for the first step), where
-no midpoint or corrector lies: the first such evaluation gives gamma, and from then on
-``sigma[i] * (1 + gamma)`` locates step ``i`` like ``sigma[i]`` does.
+outside ``s_tmin``..``s_tmax`` keep ``sigma[i]``). That sigma is off the schedule; the
+first evaluation of a churning run lies above ``sigma[0]``, where no midpoint,
+corrector or restart lies: it gives gamma, and from then on ``sigma[i] * (1 + gamma)``
+locates step ``i`` like ``sigma[i]`` does. (A run whose first step is outside the churn
+range keeps treating churned evaluations as extra stages: always computed.)
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class StepLocator:
         self._corrected: set[int] = set()
         self._last_stage0: tuple[int, float] | None = None
         self.churn: float | None = None           # gamma of a churning sampler, once seen
+        self._evaluations = 0
 
     def step_reported(self, index: int) -> None:
         """The sampler reports step ``index`` (after the step's first evaluation)."""
@@ -64,18 +66,11 @@ class StepLocator:
         return None
 
     def _infer_churn(self, sigma: float) -> bool:
-        """An off-schedule sigma above the previous step's: the churned sigma of the next step."""
-        if self.churn is not None:
+        """The run's first evaluation, off the schedule above sigma[0]: a churned step 0."""
+        if self.churn is not None or self._evaluations > 0 or self.sigmas[0] <= 0:
             return False
-        if self.expect_reports:
-            step = self.last_report + 1
-        else:
-            step = 0 if self._last_stage0 is None else self._last_stage0[0] + 1
-        if not 0 <= step < self.total_steps or self.sigmas[step] <= 0:
-            return False
-        above = self.sigmas[step - 1] if step > 0 else self.sigmas[0]
-        gamma = sigma / self.sigmas[step] - 1.0
-        if sigma > above * (1 + self.rel_tol) and 0 < gamma <= MAX_CHURN * (1 + self.rel_tol):
+        gamma = sigma / self.sigmas[0] - 1.0
+        if self.rel_tol < gamma <= MAX_CHURN * (1 + self.rel_tol):
             self.churn = gamma
             return True
         return False
@@ -86,6 +81,7 @@ class StepLocator:
         exact = self._exact_index(sigma)
         if exact is None and self._infer_churn(sigma):
             exact = self._exact_index(sigma)
+        self._evaluations += 1
         if exact is None:
             # between schedule points: an extra stage of the step whose interval holds it
             return StepLocation(self._interval_of(sigma), 1)
