@@ -247,3 +247,23 @@ def test_through_the_executor(pack, tiny, metrics, two_stage):
     assert ui["psnr"] == metrics.psnr(a, b) and ui["ssim"] == metrics.ssim(a, b)
     assert (ui["speedup"] is None) == two_stage
     assert diff.shape == (len(DIGITS), 64, 64, 3)
+
+
+def test_video_model_frames_become_images(comfy_nodes, compare, pack, metrics):
+    """Tiny Wan 2.1 (5-D video latents): every frame is an image of the comparison."""
+    t = pack.nodes.tiny_models
+    if "wan_tiny" not in t.list_tiny_models():
+        pytest.skip("no tiny Wan weights")
+    base = t.load_tiny_model("wan_tiny")
+    positive, negative = t.class_conditioning("wan_tiny", DIGITS)
+    latent = t.empty_latent("wan_tiny", len(DIGITS))
+    model = cached(comfy_nodes, base, "first_block", threshold=0.3)
+    out = compare.execute(**{**SAMPLING, "steps": 6}, model=model, positive=positive, negative=negative,
+                          latent_image=latent, tiny_model="wan_tiny")
+    a, b, diff = out.result
+    figures = out.ui["diffusion_cache_compare"][0]
+    frames = latent["samples"].shape[2]
+    assert a.shape == b.shape == diff.shape == (len(DIGITS) * frames, 64, 64, 3)
+    assert figures["images"] == len(DIGITS) * frames
+    assert figures["ssim"] == metrics.ssim(a, b)
+    assert figures["identical"] or figures["psnr"] == metrics.psnr(a, b)
