@@ -98,9 +98,10 @@ class CacheRun:
                  layout: BlockLayout | None = None, window_sigmas: tuple | None = None,
                  expect_reports: bool = False, corrector_at_next_sigma: bool = False,
                  on_record: Callable | None = None,
-                 probe_fn: Callable[[dict], torch.Tensor] | None = None):
+                 probe_fn: Callable[[dict], torch.Tensor] | None = None, label: str | None = None):
         self.config = config
         self.policy = policy
+        self.label = label or config.method      # what the run's statistics and log lines call it
         self.sigmas = [float(s) for s in sigmas]
         self.layout = layout if (layout is not None and layout.total > 0) else None
         if policy.granularity == "deep":
@@ -111,15 +112,15 @@ class CacheRun:
         self.locator = StepLocator(self.sigmas, expect_reports=expect_reports,
                                    corrector_at_next_sigma=corrector_at_next_sigma)
         self.run_id = next(_run_ids)
-        self.store = BranchStore(f"{policy.name} run {self.run_id}")
+        self.store = BranchStore(f"{self.label} run {self.run_id}")
         self.predictor = make_predictor(config.effective_predictor, self.store, config.predictor_order,
                                         config.predictor_axis)
-        self.stats = RunStats(self.run_id, policy.name, self.locator.total_steps)
+        self.stats = RunStats(self.run_id, self.label, self.locator.total_steps)
         self.on_record = on_record
         self.probe_fn = probe_fn
         self.consecutive_cached = 0
         self.cached_steps = 0
-        self.output_of = None            # the model-input chunk whose output the "O" slot holds
+        self.output_of: dict = {}        # branch -> the model-input chunk whose output its "O"/"D" slot holds
         self.probe_warned = False        # one warning per run for a probe that cannot be read
         self.lead = None                 # the branch whose measurements decide (first key of the run)
         self.evaluation: _Evaluation | None = None
@@ -269,7 +270,7 @@ class CacheRun:
             self.probe_warned = True
             log.warning("Diffusion Cache: %s could not read its probe (%s): block 0 ran outside the cache's "
                         "patch, or another pack changed its inputs or outputs; such steps are computed",
-                        self.policy.name, self.policy.probe)
+                        self.label, self.policy.probe)
 
     def _lead_view(self, keys: Sequence[Hashable], tensor: torch.Tensor | None):
         """Policies measure one branch, the same whether ComfyUI batches the conditionings
@@ -311,10 +312,11 @@ class CacheRun:
         if self.granularity == "deep":
             return self._deep_call(ev, keys, run_model, run_shallow)
         ev.blocks_total += 1
-        slot = "D" if self.policy.name == "easycache" else "O"
+        slot = "D" if self.policy.caches_output_change else "O"
         # outputs may be shaped unlike the input (conditioning channels concatenated to it): the slot
         # fits when the input is shaped like the one it was recorded for
-        ready = self.predictor.ready(slot, keys) and self.output_of == _chunk_signature(x, keys)
+        ready = self.predictor.ready(slot, keys) and \
+            all(self.output_of.get(k) == _chunk_signature(x, keys) for k in keys)   # per branch
         verdict = self._decide(keys, x, ready)
         if verdict.decision != Decision.COMPUTE:
             if ready:
@@ -328,10 +330,10 @@ class CacheRun:
         ev.blocks_computed += 1
         if slot == "D" and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] <= x.shape[1]:
             self.predictor.record(slot, keys, out - x[:, :out.shape[1]], ev.ctx)
-            self.output_of = _chunk_signature(x, keys)
+            self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
         elif slot == "O":
             self.predictor.record(slot, keys, out.clone(), ev.ctx)    # a copy: the host may write into out
-            self.output_of = _chunk_signature(x, keys)
+            self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
         if ev.ctx.stage == 0:
             self._observe(ev.ctx, keys, x, out, None)
         self.call = None
@@ -343,14 +345,14 @@ class CacheRun:
         computed in full; the rest of the run caches whole model calls."""
         log.warning("Diffusion Cache: none of the cache's block patches ran in a model call (another node "
                     "replaced them, or this model calls its blocks without transformer_options); %s caches "
-                    "whole model calls for the rest of this run", self.policy.name)
+                    "whole model calls for the rest of this run", self.label)
         self.granularity = "output"
         self.policy.granularity = "output"
         self._decide(keys, x, False)
         ev.blocks_total += 1
         ev.blocks_computed += 1
         self.predictor.record("O", keys, out.clone(), ev.ctx)
-        self.output_of = _chunk_signature(x, keys)
+        self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
         if ev.ctx.stage == 0:
             self._observe(ev.ctx, keys, x, out, None)
         return out

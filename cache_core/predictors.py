@@ -10,10 +10,11 @@ from typing import Hashable, Sequence
 import torch
 
 from .branch_store import BranchStore, split_batch
-from .config import PREDICTORS
 from .decisions import Decision, StepContext
 from .forecast import band_split, foca_step, hermite_extrapolate, newton_extrapolate
 
+
+PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq")   # what a cached step can return
 
 
 class ReusePredictor:

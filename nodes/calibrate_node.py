@@ -18,7 +18,7 @@ def build_calibrating_model(model, profile_name: str, node_id=None):
     layout = architecture.layout(diffusion_model) if architecture.block_lists else None
     uses_blocks = layout is not None and layout.total > 0
     model = model.clone()
-    holder = CacheHolder(CacheConfig(method="fixed_interval", interval=1), architecture,
+    holder = CacheHolder(CacheConfig.build(method="fixed_interval", interval=1), architecture,
                          layout if uses_blocks else None, None, node_id, calibrate_to=name)
     hooks.attach(model, holder)
     return model

@@ -83,4 +83,5 @@ class CacheHolder:
         return CacheRun(self.config, self.make_policy(group), [float(x) for x in sigmas],
                         self.layout if self.uses_blocks else None, window,
                         expect_reports=True, corrector_at_next_sigma=corrects_at_next_sigma(sampler),
-                        on_record=on_record, probe_fn=probe_fn)
+                        on_record=on_record, probe_fn=probe_fn,
+                        label="calibrate" if self.calibrate_to is not None else None)

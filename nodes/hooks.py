@@ -200,7 +200,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     run_shallow = None
     if run.granularity == "deep":
         from .unet_deepcache import shallow_forward
-        unet, depth = executor.class_obj, run.config.deepcache_depth
+        unet, depth = executor.class_obj, run.config.params.deepcache_depth
 
         def run_shallow(feature):
             return shallow_forward(unet, depth, feature, args, kwargs, options)
@@ -267,7 +267,7 @@ def attach(model, holder) -> None:
     model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, diffusion_model_wrapper)
     if holder.config.method == "deepcache":
         from .unet_deepcache import install_capture_patch, shallow_limits
-        _, first_output = shallow_limits(model.get_model_object("diffusion_model"), holder.config.deepcache_depth)
+        _, first_output = shallow_limits(model.get_model_object("diffusion_model"), holder.config.params.deepcache_depth)
         install_capture_patch(model, first_output)
     if not holder.uses_blocks:
         return

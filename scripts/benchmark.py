@@ -25,9 +25,8 @@ reported:
     python scripts/benchmark.py --quick
     python scripts/benchmark.py --json out/benchmark.json --plot docs/pareto.png --markdown docs/benchmark.md
 
-New methods: add an entry to ``SWEEPS`` (method -> the knob values to try); a
-method listed in ``cache_core.config.METHODS`` without an entry is run at its
-default setting.
+The methods and their sweeps come from the registry (``cache_core.methods``): a
+new method is benchmarked with the sweep its module declares.
 """
 from __future__ import annotations
 
@@ -52,28 +51,8 @@ import comfy_host  # noqa: E402
 REPO_ROOT = comfy_host.REPO_ROOT
 CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model being benchmarked
 
-# method -> knob values to sweep ("full" run and --quick), plus fixed node inputs.
-# The knob is METHODS[method]["knob"]: "threshold", "interval" or "step_mask".
-SWEEPS: dict[str, dict] = {
-    "first_block": {"full": [0.08, 0.12, 0.2, 0.3, 0.5], "quick": [0.12, 0.3]},
-    # F1B1: one back block always computed (F1B0 would be first_block)
-    "dbcache": {"full": [0.08, 0.16, 0.3, 0.5], "quick": [0.16, 0.5], "inputs": {"back_blocks": 1}},
-    "dbcache_hybrid": {"full": [0.12, 0.24, 0.4, 0.6], "quick": [0.24, 0.6]},
-    "delta_dit": {"full": [2, 3, 4], "quick": [2, 4]},
-    "deepcache": {"full": [2, 3, 4], "quick": [3]},
-    "taylorseer": {"full": [2, 3, 4, 6], "quick": [3, 6]},
-    "hicache": {"full": [2, 3, 4, 6], "quick": [4]},
-    "foca": {"full": [2, 3, 4, 6], "quick": [4]},
-    "freqca": {"full": [2, 3, 4, 6], "quick": [4]},
-    "speca": {"full": [0.02, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
-    "teacache": {"full": [0.02, 0.05, 0.1, 0.2, 0.4], "quick": [0.05, 0.2],
-                 "inputs": {"profile": CALIBRATED}},
-    "magcache": {"full": [0.015, 0.03, 0.06, 0.12, 0.24], "quick": [0.03, 0.12],
-                 "inputs": {"profile": CALIBRATED}},
-    "easycache": {"full": [0.025, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
-    "fixed_interval": {"full": [2, 3, 4, 6], "quick": [2, 4]},
-    "step_mask": {"full": ["slow", "medium", "fast", "ultra"], "quick": ["slow", "fast"]},
-}
+# Each method's sweep (knob, values for the full run and --quick, fixed inputs) is in its
+# registry entry: cache_core/methods/<method>.py, ``sweep``.
 
 # ComfyUI's own cache nodes, run through their node classes with their default window.
 BASELINES: dict[str, dict] = {
@@ -155,20 +134,16 @@ def settle_server_module() -> bool:
 def methods_catalogue():
     """(our methods in METHODS order, baseline names)."""
     pack = comfy_host.load_pack()
-    ours = list(pack.cache_core.config.METHODS)
+    ours = list(pack.cache_core.methods.METHODS)
     return ours, list(BASELINES)
 
 
 def sweep_for(method: str, quick: bool) -> tuple[str, list, dict]:
     """(knob, values, fixed inputs) of one of our methods."""
     pack = comfy_host.load_pack()
-    spec = pack.cache_core.config.METHODS[method]
-    knob = spec["knob"]
-    entry = SWEEPS.get(method)
-    if entry is None:
-        return knob, [spec["default"]], {}
+    entry = pack.cache_core.methods.METHODS[method].sweep
     values = entry["quick" if quick and "quick" in entry else "full"]
-    return knob, list(values), dict(entry.get("inputs", {}))
+    return entry["knob"], list(values), dict(entry.get("inputs", {}))
 
 
 def fmt_value(v) -> str:
@@ -740,7 +715,8 @@ def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--markdown", help="also write the header and table to this markdown file")
     p.add_argument("--models", help="comma-separated tiny models (default: all shipped)")
     p.add_argument("--methods", help="comma-separated methods and/or baselines "
-                                     f"({', '.join(list(SWEEPS) + list(BASELINES))}; default: all)")
+                                     "(the registry's methods, cache_core/methods/, and "
+                                     f"{', '.join(BASELINES)}; default: all)")
     p.add_argument("--no-baselines", action="store_true", help="skip ComfyUI's EasyCache / LazyCache")
     p.add_argument("--repeats", type=int, help="timed repeats per setting, at least 3 (default 5, quick 3)")
     p.add_argument("--batch", type=int, help="images per run (default 10, quick 4)")

@@ -422,7 +422,8 @@ def run_demo(workflow: Path = API_WORKFLOW, out_dir: Path = OUT_DIR, repeats: in
     say(f"{comfy_host.describe(comfy_host.find_comfyui())}  |  torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s)")
     method_name = cache_inputs.get("method")
-    knob = pack.cache_core.config.METHODS.get(method_name, {}).get("knob", "threshold")
+    spec = pack.cache_core.methods.METHODS.get(method_name)
+    knob = spec.sweep.get("knob", "threshold") if spec is not None else "threshold"
     knob_text = f"{knob} {cache_inputs.get(knob)}" + (" = the method's default" if knob == "threshold"
                                                        and not cache_inputs.get(knob) else "")
     shown = Path(workflow).resolve()

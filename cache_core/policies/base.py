@@ -39,6 +39,7 @@ class Policy:
     name = "policy"
     probe: str | None = None
     granularity = "stack"
+    caches_output_change = False    # whole-call caching keeps output - input (EasyCache), not the output
     front_blocks = 0                # blocks always computed before the decision (their residual is the probe)
     back_blocks = 0                 # blocks always computed at the end
     probe_optional = False          # True: decide() copes with a probe of None (otherwise the step computes)

@@ -22,6 +22,7 @@ class EasyCachePolicy(Policy):
     name = "easycache"
     probe = "model_input"
     granularity = "output"
+    caches_output_change = True
 
     def __init__(self, threshold: float):
         self.threshold = float(threshold)

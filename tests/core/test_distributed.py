@@ -50,7 +50,7 @@ def _forward(run, x, s):
 
 
 def decisions(method: str, rank: int, group) -> list[str]:
-    config = CacheConfig(method=method, threshold=METHODS[method], front_blocks=1, back_blocks=1,
+    config = CacheConfig.build(method=method, threshold=METHODS[method], front_blocks=1, back_blocks=1,
                          schedule=ScheduleConfig(warmup_steps=1, last_steps_computed=1))
     policy = make_policy(config, published_profiles()["generic"] if method == "teacache" else None)
     policy.group = group

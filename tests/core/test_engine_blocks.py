@@ -159,7 +159,7 @@ def test_output_granularity_without_blocks_reuses_whole_call():
     from cache_core.config import CacheConfig
     from cache_core.engine import CacheRun
     from cache_core.policies import make_policy
-    config = CacheConfig(method="fixed_interval", interval=2)
+    config = CacheConfig.build(method="fixed_interval", interval=2)
     run = CacheRun(config, make_policy(config), SIGMAS, layout=None)
     calls = []
     outs = []
@@ -190,7 +190,7 @@ def test_window_by_sigma():
     from cache_core.config import CacheConfig, ScheduleConfig
     from cache_core.engine import CacheRun
     from cache_core.policies import make_policy
-    config = CacheConfig(method="fixed_interval", interval=100, schedule=ScheduleConfig(warmup_steps=0, last_steps_computed=0))
+    config = CacheConfig.build(method="fixed_interval", interval=100, schedule=ScheduleConfig(warmup_steps=0, last_steps_computed=0))
     run = CacheRun(config, make_policy(config), sigmas, model.layout, window_sigmas=(0.75, 0.35))
     sample(model, run, sigmas, torch.zeros(1, 2, 2))
     reasons = {r.step: r.reason for r in run.stats.records}

@@ -14,7 +14,7 @@ WEIGHTS = [1.0, 2.0, 4.0]
 
 
 def _run(method="fixed_interval", blocks=True, **kw):
-    config = CacheConfig(method=method, schedule=ScheduleConfig(warmup_steps=1, last_steps_computed=1), **kw)
+    config = CacheConfig.build(method=method, schedule=ScheduleConfig(warmup_steps=1, last_steps_computed=1), **kw)
     layout = BlockLayout((("double_block", len(WEIGHTS)),)) if blocks else None
     profile = published_profiles()["generic"] if method == "teacache" else None
     return CacheRun(config, make_policy(config, profile), SIGMAS, layout)

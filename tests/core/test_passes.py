@@ -120,7 +120,7 @@ def test_deep_feature_only_computed_and_handed_out_as_a_copy():
     from cache_core.engine import CacheRun
     from cache_core.policies import make_policy
 
-    config = CacheConfig(method="deepcache", interval=3, predictor="taylor")
+    config = CacheConfig.build(method="deepcache", interval=3, predictor="taylor")
     run = CacheRun(config, make_policy(config), SIGMAS)
     given = []
 

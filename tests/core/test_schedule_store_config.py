@@ -140,7 +140,7 @@ def test_config_errors_say_what_to_change(kwargs, message):
 
 
 def test_config_defaults_and_description():
-    c = CacheConfig(method="teacache")
+    c = CacheConfig.build(method="teacache")
     assert c.effective_threshold == 0.4
     assert "teacache" in c.describe() and "threshold=0.4" in c.describe()
     assert config_from_inputs(method="fixed_interval", interval=3, warmup_steps=2).schedule == ScheduleConfig(warmup_steps=2)
@@ -201,5 +201,5 @@ def test_published_magcache_curves_reproduce_their_ratios_on_their_schedule():
     (dict(method="taylorseer", interval=4, predictor_order=2), "predictor=taylor(order 2, step)", "step_mask"),
 ])
 def test_describe_names_exactly_the_settings_in_use(kwargs, present, absent):
-    text = CacheConfig(**kwargs).describe()
+    text = CacheConfig.build(**kwargs).describe()
     assert present in text and absent not in text

@@ -50,7 +50,7 @@ def make_run(model: ToyModel, sigmas, method="fixed_interval", **kw) -> CacheRun
     schedule = ScheduleConfig(**{k: kw.pop(k) for k in list(kw) if k in
                                  ("warmup_steps", "last_steps_computed", "max_consecutive_cached",
                                   "start_percent", "end_percent")})
-    config = CacheConfig(method=method, schedule=schedule, **kw)
+    config = CacheConfig.build(method=method, schedule=schedule, **kw)
     return CacheRun(config, make_policy(config), sigmas, model.layout)
 
 

@@ -165,13 +165,6 @@ def test_failed_calibration_save_keeps_the_sampled_result(comfy_nodes, calibrate
 # every input the node accepts samples
 # --------------------------------------------------------------------------------------
 
-SHARED = {"start_percent", "end_percent", "warmup_steps", "last_steps_computed", "max_consecutive_cached",
-          "max_cached_steps", "predictor", "predictor_order", "predictor_axis", "verbose"}
-OWN = {"dbcache": {"front_blocks", "back_blocks"}, "dbcache_hybrid": {"front_blocks", "back_blocks"},
-       "delta_dit": {"delta_cached_blocks", "delta_boundary"}, "deepcache": {"deepcache_depth", "deepcache_mode"},
-       "magcache": {"magcache_max_skips", "magcache_retention"}}
-
-
 def _edge_values(pack) -> list[tuple[str, object]]:
     """Each input of the node's schema at the ends of its range (every option of a combo)."""
     schema = pack.nodes.cache_node.cache_node_class().define_schema()
@@ -192,8 +185,14 @@ def _edge_values(pack) -> list[tuple[str, object]]:
 
 
 def _reads(method: str, name: str, shared: bool, methods: dict) -> bool:
-    knob = methods.get(method, {}).get("knob")
-    return name in OWN.get(method, ()) or name == knob or (shared and name in SHARED)
+    """Does ``method`` read input ``name`` (its own knobs; the shared ones only when ``shared``)?"""
+    if method not in methods:                        # auto: no knob of its own beyond the shared ones
+        own = set()
+    else:
+        own = {k.name for k in methods[method].knobs}
+    common = {k.name for k in methods[next(iter(methods))].all_knobs()} - {
+        k.name for m in methods.values() for k in m.knobs}
+    return name in own or (shared and name in common)
 
 
 @pytest.mark.parametrize("arch", ["flux", "wan21", "sd3", "sd15"])

@@ -1,0 +1,22 @@
+"""SpeCa: forecast every step, verify the draft against the real first block."""
+from dataclasses import dataclass
+
+from ..policies.speculative import SpeculativePolicy
+from .spec import AXIS_KNOB, ORDER_KNOB, Method, ThresholdConfig, threshold_knob
+
+
+@dataclass(frozen=True)
+class SpeCaConfig(ThresholdConfig):
+    threshold: float = 0.05
+
+
+METHOD = Method(
+    "speca", "SpeCa (speculative forecast)", "predictive, verified",
+    "forecast every step; the real block 0 verifies the draft", "when the draft's error exceeds the threshold",
+    "forecast every step, verify against the real first block, compute when the error is too big",
+    SpeCaConfig, lambda c, ctx: SpeculativePolicy(c.threshold, ctx.predictor_order, ctx.predictor_axis, ctx.reduce),
+    knobs=(threshold_knob(0.05, "Relative error of the forecast first block that rejects the draft.", "0.02-0.2"),
+           ORDER_KNOB, AXIS_KNOB),
+    predictor="taylor", needs_blocks=True, fallback="taylorseer",
+    sweep={"knob": "threshold", "full": [0.02, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
+)

@@ -1,0 +1,7 @@
+"""TaylorSeer: forecast the cached residual by Taylor (Newton) extrapolation."""
+from ._forecast import forecast_method
+
+METHOD = forecast_method("taylorseer", "TaylorSeer (forecast)", "taylor",
+                         "stack residual, forecast by Taylor (Newton) extrapolation",
+                         "every N-th step full; in between forecast the cached residual by Taylor extrapolation",
+                         sweep_quick=(3, 6))
