@@ -44,6 +44,7 @@ from .branch_store import BranchStore, split_batch
 from .config import CacheConfig
 from .decisions import Decision, StepContext
 from .layout import BlockLayout
+from .lead import LeadBranch
 from .policies.base import Policy, Verdict
 from .predictors import make_predictor
 from .run_stats import DecisionRecord, RunStats
@@ -122,7 +123,8 @@ class CacheRun:
         self.cached_steps = 0
         self.output_of: dict = {}        # branch -> the model-input chunk whose output its "O"/"D" slot holds
         self.probe_warned = False        # one warning per run for a probe that cannot be read
-        self.lead = None                 # the branch whose measurements decide (first key of the run)
+        self.lead_branch = LeadBranch()  # the branch whose measurements decide (first key of the run)
+        policy.lead_branch = self.lead_branch
         self.evaluation: _Evaluation | None = None
         self.call: _Call | None = None
         self.main_pass = None            # (variant, index) of the run's first pass: plain branch keys
@@ -207,6 +209,7 @@ class CacheRun:
         if ev.ctx.stage == 0:
             self.consecutive_cached = 0 if decision == Decision.COMPUTE else self.consecutive_cached + 1
             self.cached_steps += decision != Decision.COMPUTE
+            self.policy.ran(ev.ctx, decision == Decision.COMPUTE)   # what ran, after guards and fallbacks
         record = DecisionRecord(ev.ctx.step, ev.ctx.stage, ev.ctx.sigma, list(ev.ctx.branches),
                                 decision.value, verdict.metric, verdict.threshold,
                                 ev.blocks_computed, ev.blocks_total,
@@ -275,13 +278,7 @@ class CacheRun:
     def _lead_view(self, keys: Sequence[Hashable], tensor: torch.Tensor | None):
         """Policies measure one branch, the same whether ComfyUI batches the conditionings
         or splits them over several calls: the run's first key, when this call has it."""
-        keys = tuple(keys)
-        if self.lead is None and keys:
-            self.lead = keys[0]
-        tensor = _first_tensor(tensor)
-        if tensor is None or self.lead not in keys or len(keys) == 1:
-            return keys, tensor
-        return (self.lead,), split_batch(tensor, keys)[self.lead]
+        return self.lead_branch.view(keys, _first_tensor(tensor))
 
     def _ensure_evaluation(self, sigma: float | None) -> _Evaluation:
         if self.evaluation is None:

@@ -76,8 +76,8 @@ def build_cached_model(model, node_id=None, **inputs):
                  "model calls (comparing the model input)", architecture.name, spec.label, METHODS[fallback].label)
         config, method = config.with_method(fallback, inputs), fallback
     elif spec.unet_only and architecture.name != "unet":
-        log.info("Diffusion Cache: %s needs a U-Net; %s gets %s on whole model calls", spec.label,
-                 architecture.name, METHODS[spec.fallback].label)
+        log.info("Diffusion Cache: %s needs a U-Net; %s gets %s on whole model calls",
+                 spec.label.split(" (")[0], architecture.name, METHODS[spec.fallback].label)
         config, method = config.with_method(spec.fallback, inputs), spec.fallback
     params = config.params
     if method == "deepcache":

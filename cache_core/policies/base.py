@@ -8,6 +8,7 @@ import torch
 
 from .. import distributed
 from ..decisions import Decision, StepContext
+from ..lead import LeadBranch
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Policy:
     front_blocks = 0                # blocks always computed before the decision (their residual is the probe)
     back_blocks = 0                 # blocks always computed at the end
     probe_optional = False          # True: decide() copes with a probe of None (otherwise the step computes)
+    lead_branch = None              # the run's LeadBranch (set by the engine): the branch that decides
     group = None                    # the ranks that decide alike: None = every rank of torch.distributed
     #                                 when it is initialised, a process group, or False = this process alone
 
@@ -52,6 +54,12 @@ class Policy:
         Policies that measure something call this (or ``metric_of``) exactly once per
         ``decide``, with None when there is nothing to measure yet; see ``distributed``."""
         return distributed.agree(value, how, self.group)
+
+    def lead_slice(self, keys: Sequence[Hashable], tensor: torch.Tensor) -> torch.Tensor | None:
+        """The deciding branch's part of a batch (None when this call lacks it)."""
+        if self.lead_branch is None:
+            self.lead_branch = LeadBranch()
+        return self.lead_branch.slice(keys, tensor)
 
     def metric_of(self, values: Sequence[float], how: str) -> float | None:
         """Per-sample measurements reduced to one metric (None for none), agreed across ranks."""
@@ -72,9 +80,32 @@ class Policy:
                        output: torch.Tensor) -> None:
         """Called after a full model computation with its input and output."""
 
+    def ran(self, ctx: StepContext, computed: bool) -> None:
+        """What the step actually did, after the engine's guards and fallbacks (a verdict to
+        reuse becomes a computed step when nothing usable was cached)."""
+
     def release(self) -> None:
         """Drop every tensor the policy holds (end of run)."""
         self.begin_run([])
+
+
+class Accumulator:
+    """A running sum of per-step change estimates: reuse while it stays below the threshold,
+    compute (and start again) once it reaches it. TeaCache and EasyCache decide this way."""
+
+    def __init__(self, threshold: float):
+        self.threshold = float(threshold)
+        self.total = 0.0
+
+    def reset(self) -> None:
+        self.total = 0.0
+
+    def add(self, amount: float) -> "Verdict":
+        self.total += amount
+        if self.total < self.threshold:
+            return Verdict(Decision.REUSE, self.total, self.threshold)
+        metric, self.total = self.total, 0.0
+        return Verdict(Decision.COMPUTE, metric, self.threshold, "accumulated change over threshold")
 
 
 COMPUTE = Decision.COMPUTE

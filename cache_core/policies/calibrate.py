@@ -5,7 +5,6 @@ from typing import Hashable, Sequence
 
 import torch
 
-from ..branch_store import split_batch
 from ..calibration import CalibrationRecorder
 from ..metrics import rel_l1, token_norm_ratio
 from .base import COMPUTE, Policy, Verdict
@@ -28,14 +27,8 @@ class CalibrationPolicy(Policy):
         self.begin_run([])
 
     def begin_run(self, sigmas) -> None:
-        self.lead = None
         self.prev_probe = self.prev_output = self.prev_residual = None
         self.pending = None
-
-    def _lead(self, keys, tensor):
-        if self.lead is None:
-            self.lead = keys[0]
-        return split_batch(tensor, keys).get(self.lead) if self.lead in keys else None
 
     def _flush(self) -> None:
         if self.pending is not None:
@@ -45,7 +38,7 @@ class CalibrationPolicy(Policy):
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         self._flush()
         change = None
-        p = self._lead(keys, probe) if probe is not None else None
+        p = self.lead_slice(keys, probe) if probe is not None else None
         if p is not None:
             if self.prev_probe is not None and self.prev_probe.shape == p.shape:
                 change = rel_l1(p, self.prev_probe)
@@ -54,7 +47,7 @@ class CalibrationPolicy(Policy):
         return Verdict(COMPUTE, change, None, "calibration")
 
     def observe_output(self, ctx, keys, x, output) -> None:
-        o = self._lead(keys, output)
+        o = self.lead_slice(keys, output)
         if o is None or self.pending is None:
             return
         if self.prev_output is not None and self.prev_output.shape == o.shape:
@@ -68,7 +61,7 @@ class CalibrationPolicy(Policy):
         for value in residuals.values():
             if value is None:
                 continue
-            lead = self._lead(keys, value)
+            lead = self.lead_slice(keys, value)
             if lead is not None:
                 parts.append(_tokens_last(lead).float().reshape(-1, _tokens_last(lead).shape[-1]))
         if not parts or self.pending is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .base import COMPUTE, REUSE, Policy, Verdict
+from .interval import FixedIntervalPolicy
 
 
 def nonuniform_full_steps(steps: int, interval: int, center: float = 0.5, power: float = 1.2) -> list[int]:
@@ -34,30 +34,22 @@ def nonuniform_full_steps(steps: int, interval: int, center: float = 0.5, power:
         p -= 0.02
 
 
-class DeepCachePolicy(Policy):
+class DeepCachePolicy(FixedIntervalPolicy):
     name = "deepcache"
     granularity = "deep"
 
     def __init__(self, interval: int = 3, depth: int = 0, mode: str = "uniform", center: float = 0.5):
-        self.interval = int(interval)
+        super().__init__(interval)
         self.depth = int(depth)
         self.mode = mode
         self.center = float(center)
         self.full_steps: set[int] | None = None
-        self.last_computed = None
 
     def begin_run(self, sigmas) -> None:
+        super().begin_run(sigmas)
         steps = max(len(sigmas) - 1, 0)
         self.full_steps = set(nonuniform_full_steps(steps, self.interval, self.center)) \
             if self.mode == "non-uniform" and steps else None
-        self.last_computed = None
 
-    def decide(self, ctx, keys, probe, forced) -> Verdict:
-        if self.full_steps is not None:
-            due = ctx.step in self.full_steps
-        else:
-            due = self.last_computed is None or ctx.step - self.last_computed >= self.interval
-        if forced or due:
-            self.last_computed = ctx.step
-            return Verdict(COMPUTE, None, self.interval, forced or "schedule")
-        return Verdict(REUSE, None, self.interval)
+    def due(self, ctx) -> bool:
+        return ctx.step in self.full_steps if self.full_steps is not None else super().due(ctx)

@@ -6,17 +6,17 @@ in full and refreshes both ranges' residuals.
 """
 from __future__ import annotations
 
-from .base import COMPUTE, REUSE, Policy, Verdict
+from .base import REUSE, Verdict
+from .interval import FixedIntervalPolicy
 
 
-class DeltaDiTPolicy(Policy):
+class DeltaDiTPolicy(FixedIntervalPolicy):
     name = "delta_dit"
 
     def __init__(self, interval: int = 2, cached_blocks: int = 0, boundary: float = 0.5):
-        self.interval = int(interval)
+        super().__init__(interval)
         self.cached_blocks = int(cached_blocks)
         self.boundary = float(boundary)
-        self.last_computed = None
 
     def _count(self, total: int) -> int:
         n = self.cached_blocks if self.cached_blocks > 0 else total // 2
@@ -26,13 +26,6 @@ class DeltaDiTPolicy(Policy):
         n = self._count(total_blocks)
         return [(total_blocks - n, total_blocks), (0, n)]
 
-    def begin_run(self, sigmas) -> None:
-        self.last_computed = None
-
-    def decide(self, ctx, keys, probe, forced) -> Verdict:
-        since = None if self.last_computed is None else ctx.step - self.last_computed
-        if forced or since is None or since >= self.interval:
-            self.last_computed = ctx.step
-            return Verdict(COMPUTE, since, self.interval, forced or "interval reached")
+    def reuse(self, ctx, since) -> Verdict:
         rear_phase = ctx.progress < self.boundary
         return Verdict(REUSE, since, self.interval, span=0 if rear_phase else 1)

@@ -10,8 +10,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from ..branch_store import split_batch
-from .base import COMPUTE, REUSE, Policy, Verdict
+from .base import COMPUTE, Accumulator, Policy, Verdict
 
 
 def _mean_abs(t: torch.Tensor) -> float:
@@ -26,25 +25,18 @@ class EasyCachePolicy(Policy):
 
     def __init__(self, threshold: float):
         self.threshold = float(threshold)
+        self.accumulator = Accumulator(threshold)
         self.begin_run([])
 
     def begin_run(self, sigmas) -> None:
-        self.lead = None            # the branch key whose slice decides
         self.x_prev = None
         self.x_last = None
         self.o_last = None
         self.rate = None            # k, the transformation rate
-        self.accumulated = 0.0
-
-    def _lead_slice(self, keys, tensor):
-        if self.lead is None:
-            self.lead = keys[0]
-        if self.lead not in keys:
-            return None
-        return split_batch(tensor, keys)[self.lead]
+        self.accumulator.reset()
 
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
-        x = self._lead_slice(keys, probe)
+        x = self.lead_slice(keys, probe)
         if x is None:
             return Verdict(COMPUTE, None, self.threshold, "deciding branch absent")
         dx = None if self.x_prev is None or self.x_prev.shape != x.shape else _mean_abs(x - self.x_prev)
@@ -54,16 +46,12 @@ class EasyCachePolicy(Policy):
             estimate = self.rate * dx / max(_mean_abs(self.o_last), 1e-8)
         estimate = self.agreed(estimate, "mean")
         if forced or estimate is None:
-            self.accumulated = 0.0
+            self.accumulator.reset()
             return Verdict(COMPUTE, None, self.threshold, forced or "no transformation rate yet")
-        self.accumulated += estimate
-        if self.accumulated < self.threshold:
-            return Verdict(REUSE, self.accumulated, self.threshold)
-        metric, self.accumulated = self.accumulated, 0.0
-        return Verdict(COMPUTE, metric, self.threshold, "accumulated change over threshold")
+        return self.accumulator.add(estimate)
 
     def observe_output(self, ctx, keys, x, output) -> None:
-        xs, os_ = self._lead_slice(keys, x), self._lead_slice(keys, output)
+        xs, os_ = self.lead_slice(keys, x), self.lead_slice(keys, output)
         if xs is None:
             return
         if self.o_last is not None and self.x_last is not None and self.o_last.shape == os_.shape:

@@ -60,12 +60,22 @@ class FixedIntervalPolicy(Policy):
     def begin_run(self, sigmas) -> None:
         self.last_computed = None
 
+    def due(self, ctx) -> bool:
+        """Is a full step due at ``ctx.step``?"""
+        return self.last_computed is None or ctx.step - self.last_computed >= self.interval
+
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         since = None if self.last_computed is None else ctx.step - self.last_computed
-        if forced or since is None or since >= self.interval:
-            self.last_computed = ctx.step
+        if forced or self.due(ctx):
             return Verdict(COMPUTE, since, self.interval, forced or "interval reached")
+        return self.reuse(ctx, since)
+
+    def reuse(self, ctx, since) -> Verdict:
         return Verdict(REUSE, since, self.interval)
+
+    def ran(self, ctx, computed: bool) -> None:
+        if computed:
+            self.last_computed = ctx.step
 
 
 class StepMaskPolicy(Policy):

@@ -5,7 +5,7 @@ from typing import Hashable, Sequence
 
 from ..branch_store import split_batch
 from ..metrics import rel_l1_per_sample
-from .base import COMPUTE, REUSE, Policy, Verdict
+from .base import COMPUTE, Accumulator, Policy, Verdict
 
 
 def polyval(coefficients: Sequence[float], x: float) -> float:
@@ -25,11 +25,11 @@ class TeaCachePolicy(Policy):
         self.coefficients = [float(c) for c in coefficients]
         self.reduce = reduce
         self.previous: dict = {}
-        self.accumulated = 0.0
+        self.accumulator = Accumulator(threshold)
 
     def begin_run(self, sigmas) -> None:
         self.previous = {}
-        self.accumulated = 0.0
+        self.accumulator.reset()
 
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         changes = []
@@ -40,10 +40,6 @@ class TeaCachePolicy(Policy):
             self.previous[key] = chunk.detach().clone()
         change = self.metric_of(changes, self.reduce)
         if forced or change is None:
-            self.accumulated = 0.0
+            self.accumulator.reset()
             return Verdict(COMPUTE, None, self.threshold, forced or "no previous probe")
-        self.accumulated += abs(polyval(self.coefficients, change))
-        if self.accumulated < self.threshold:
-            return Verdict(REUSE, self.accumulated, self.threshold)
-        metric, self.accumulated = self.accumulated, 0.0
-        return Verdict(COMPUTE, metric, self.threshold, "accumulated change over threshold")
+        return self.accumulator.add(abs(polyval(self.coefficients, change)))

@@ -16,6 +16,13 @@ def ctx(step, total=10, sigma=None):
     return StepContext(1, step, total, 0, 1.0 - step / total if sigma is None else sigma, step / max(total - 1, 1))
 
 
+def decide_and_run(policy, c, forced=None):
+    """What the engine does each step: ask the policy, then tell it what ran."""
+    verdict = policy.decide(c, ("c",), None, forced)
+    policy.ran(c, verdict.decision == Decision.COMPUTE)
+    return verdict
+
+
 def test_polyval_highest_power_first():
     assert polyval([2.0, 0.0, 1.0], 3.0) == 19.0
     assert polyval([0, 0, 0, 1, 0], 0.25) == 0.25
@@ -31,7 +38,7 @@ def test_teacache_accumulates_rescaled_change_and_resets_on_compute():
     assert [v.decision for v in verdicts] == [Decision.COMPUTE, Decision.REUSE, Decision.REUSE,
                                              Decision.COMPUTE, Decision.REUSE]
     assert verdicts[2].metric == pytest.approx(0.1 / 1.0 + 0.1 / 1.1)
-    assert policy.accumulated == pytest.approx(0.1 / 1.3)
+    assert policy.accumulator.total == pytest.approx(0.1 / 1.3)
 
 
 def test_teacache_forced_step_resets_accumulator():
@@ -39,9 +46,9 @@ def test_teacache_forced_step_resets_accumulator():
     policy.begin_run([])
     policy.decide(ctx(0), ("c",), torch.ones(1, 3), None)
     policy.decide(ctx(1), ("c",), torch.ones(1, 3) * 1.5, None)
-    assert policy.accumulated > 0
+    assert policy.accumulator.total > 0
     v = policy.decide(ctx(2), ("c",), torch.ones(1, 3) * 2, "warm-up")
-    assert v.decision == Decision.COMPUTE and policy.accumulated == 0.0
+    assert v.decision == Decision.COMPUTE and policy.accumulator.total == 0.0
 
 
 def test_teacache_takes_the_most_changed_branch_by_default():
@@ -98,7 +105,7 @@ def test_easycache_transformation_rate_rule():
     assert v.decision == Decision.REUSE
     v = policy.decide(ctx(3), keys, torch.full((1, 4), 0.2), None)   # x_prev updated on the reused step
     assert v.decision == Decision.COMPUTE and v.metric == pytest.approx(2.0 * 0.1 / 2.2 + 2.0 * 0.6 / 2.2)
-    assert policy.accumulated == 0.0
+    assert policy.accumulator.total == 0.0
 
 
 def test_first_block_compares_with_last_full_step_not_last_step():
@@ -116,7 +123,7 @@ def test_first_block_compares_with_last_full_step_not_last_step():
 def test_fixed_interval_counts_from_the_last_compute():
     p = FixedIntervalPolicy(3)
     p.begin_run([])
-    out = [p.decide(ctx(i), ("c",), None, "warm-up" if i == 0 else None).decision for i in range(7)]
+    out = [decide_and_run(p, ctx(i), "warm-up" if i == 0 else None).decision for i in range(7)]
     assert out == [Decision.COMPUTE, Decision.REUSE, Decision.REUSE, Decision.COMPUTE,
                    Decision.REUSE, Decision.REUSE, Decision.COMPUTE]
 
@@ -140,7 +147,7 @@ def test_deepcache_uniform_and_nonuniform_schedules():
     from cache_core.policies.deepcache import DeepCachePolicy, nonuniform_full_steps
     p = DeepCachePolicy(interval=3)
     p.begin_run([1.0 - i / 9 for i in range(10)])
-    assert [p.decide(ctx(i, 9), ("c",), None, None).decision for i in range(9)] == \
+    assert [decide_and_run(p, ctx(i, 9)).decision for i in range(9)] == \
         [Decision.COMPUTE, Decision.REUSE, Decision.REUSE] * 3
     steps = nonuniform_full_steps(50, 5, center=0.5)
     assert len(steps) >= 10 and steps[0] == 0 and steps[-1] == 49
@@ -150,5 +157,5 @@ def test_deepcache_uniform_and_nonuniform_schedules():
     assert max(middle) <= min(edges) + 1 and sum(middle) / len(middle) < sum(edges) / len(edges)
     q = DeepCachePolicy(interval=5, mode="non-uniform")
     q.begin_run([1.0 - i / 50 for i in range(51)])
-    decided = [i for i in range(50) if q.decide(ctx(i, 50), ("c",), None, None).decision == Decision.COMPUTE]
+    decided = [i for i in range(50) if decide_and_run(q, ctx(i, 50)).decision == Decision.COMPUTE]
     assert decided == steps
