@@ -74,7 +74,9 @@ class _Call:
     skip_span: tuple | None = None                     # the span of blocks skipped by this call
     recording: bool = True                             # a full computation: record span residuals
     front_in: torch.Tensor | None = None               # input of the front blocks (probe)
-    residual_acc: dict = field(default_factory=dict)   # (span, run) -> stream -> tensor
+    residual_acc: dict = field(default_factory=dict)   # per-block mode: (span, run) -> stream -> sum
+    span_in: dict = field(default_factory=dict)        # (span, run) -> stream -> (input, its version)
+    per_block: bool = True                             # the host adds to the streams between blocks
     recorded: dict = field(default_factory=dict)       # residuals recorded by this call
     first_block: int | None = None                     # the first block of this call that reached the run
     first_in: torch.Tensor | None = None               # implicit calls: block 0's image input
@@ -143,6 +145,10 @@ class CacheRun:
                     for g in range(a, b + 1):
                         self.membership.setdefault(g, []).append((span, r))
             self.stream_keys: dict[tuple, tuple] = {}    # (span, run index) -> streams it caches
+            self.run_ends: dict[int, list] = {}          # block -> the (span, run index) that end there
+            for key, b in self.run_end.items():
+                self.run_ends.setdefault(b, []).append(key)
+        self.inputs_survive: bool | None = None          # do blocks leave their inputs alone? (learned)
 
     # ---- evaluations -------------------------------------------------------------
     def begin_sampler_evaluation(self, sigma: float) -> StepContext:
@@ -287,14 +293,20 @@ class CacheRun:
 
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],
-                   sigma: float | None = None, run_shallow: Callable | None = None) -> torch.Tensor:
+                   sigma: float | None = None, run_shallow: Callable | None = None,
+                   adds_between_blocks: bool = True) -> torch.Tensor:
         """One model call. For the "deep" granularity the host passes ``run_shallow(feature)``
         (runs only the shallow branch around a cached deep feature) and, during
-        ``run_model``, reports the deep feature through ``record_deep_feature``."""
+        ``run_model``, reports the deep feature through ``record_deep_feature``.
+
+        ``adds_between_blocks``: the host adds to the streams between blocks in this call
+        (ControlNet residuals). Then residuals are summed per block, so a cached step still
+        gets the host's fresh additions; otherwise each span records one residual, its
+        output minus its input."""
         ev = self._ensure_evaluation(sigma)
         ev.calls += 1
         keys = self._branch_keys(keys)
-        self.call = _Call(keys)
+        self.call = _Call(keys, per_block=adds_between_blocks)
         if self.granularity == "stack":
             call = self.call
             try:
@@ -491,6 +503,40 @@ class CacheRun:
         return True
 
     def _compute_and_record(self, g: int, args: dict, run_block, call: _Call) -> dict:
+        if call.per_block:
+            return self._compute_and_record_per_block(g, args, run_block, call)
+        # one residual per run of a span: its output minus its input, in the model's dtype. A run
+        # starts at its first block that runs in this call (the host may skip blocks: skip-layer guidance)
+        starts = [key for key in self.membership[g] if key not in call.span_in]
+        if starts:
+            # the input: by reference once the run has seen that blocks leave their inputs alone
+            kept = {k: (v if self.inputs_survive else v.clone(), v) for k, v in _leaves(args).items()}
+            for key in starts:
+                call.span_in[key] = kept
+        out = run_block(args)
+        for key in self.run_ends.get(g, ()):
+            self._record_span(key, call.span_in.pop(key, {}), out, call)
+        return out
+
+    def _record_span(self, key: tuple, kept: dict, out: dict, call: _Call) -> None:
+        span, r = key
+        if not kept:          # the span's first block did not run in this call (skipped by the host)
+            return
+        if self.inputs_survive is None:      # once per run: did the blocks write into their inputs?
+            self.inputs_survive = all(torch.equal(ref, start) for start, ref in kept.values())
+        outs = _leaves(out)
+        streams = {k: None for k, v in out.items() if v is None}
+        for k, v in outs.items():
+            if k in kept:
+                start = kept[k][0]
+                streams[k] = v - start if v.shape == start.shape else None
+        self.stream_keys[key] = tuple(streams)
+        for k, value in streams.items():
+            slot = _slot(span, r, k)
+            self.predictor.record(slot, call.keys, value, self.evaluation.ctx)
+            call.recorded[slot] = value
+
+    def _compute_and_record_per_block(self, g: int, args: dict, run_block, call: _Call) -> dict:
         inputs = {k: v.clone() for k, v in _leaves(args).items()}
         out = run_block(args)
         outs = _leaves(out)

@@ -184,6 +184,13 @@ def _transformer_options(args, kwargs) -> dict:
     return {}
 
 
+def _has_control(args, kwargs) -> bool:
+    """Does this model call carry ControlNet residuals (added to the streams between blocks)?
+    ComfyUI passes them as ``control``, a dict of "input" / "middle" / "output" lists."""
+    candidates = [kwargs.get("control")] + [a for a in args if isinstance(a, dict)]
+    return any(isinstance(c, dict) and any(c.get(k) for k in ("input", "middle", "output")) for c in candidates)
+
+
 def diffusion_model_wrapper(executor, *args, **kwargs):
     """One model call (one batch of conditioning chunks)."""
     options = _transformer_options(args, kwargs)
@@ -205,7 +212,8 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
         def run_shallow(feature):
             return shallow_forward(unet, depth, feature, args, kwargs, options)
     try:
-        return run.model_call(x, tuple(uuids), lambda: executor(*args, **kwargs), sigma, run_shallow)
+        return run.model_call(x, tuple(uuids), lambda: executor(*args, **kwargs), sigma, run_shallow,
+                              adds_between_blocks=_has_control(args, kwargs))
     finally:
         if implicit:
             run.end_evaluation()

@@ -47,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_host  # noqa: E402
+from cache_work import count_cache_work  # noqa: E402
 
 REPO_ROOT = comfy_host.REPO_ROOT
 CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model being benchmarked
@@ -101,6 +102,9 @@ class Row:
     times_uncached: list = field(default_factory=list)
     times_cached: list = field(default_factory=list)
     steps_decisions: str = ""             # one letter per evaluation: C computed, R reused, F forecast
+    passes_computed: float | None = None  # the cache's own full-tensor passes per block, computed steps
+    passes_cached: float | None = None    # ... on reused / forecast steps
+    transient_mb: float | None = None     # the cache's peak transient bytes in one evaluation (MB)
     error: str | None = None              # the exception, when this setting could not run
 
 
@@ -420,9 +424,14 @@ def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: st
                 m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats)
                 records = m["stats"]["records"]
                 summary = m["stats"]["summary"]
-                return _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
-                            sum(1 for r in records if r["decision"] == "computed"), len(records),
-                            summary["peak_cache_mb"], "".join(r["decision"][0].upper() for r in records))
+                row = _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
+                           sum(1 for r in records if r["decision"] == "computed"), len(records),
+                           summary["peak_cache_mb"], "".join(r["decision"][0].upper() for r in records))
+                work = count_cache_work(pack.cache_core.engine, lambda: bench.sample(cached),
+                                        bench.latent["samples"].numel())
+                row.passes_computed, row.passes_cached = work["passes_computed"], work["passes_cached"]
+                row.transient_mb = work["transient_mb"]
+                return row
             yield "ours", method, f"{knob}={fmt_value(value)}", inputs, run
     for name in baselines:
         spec = BASELINES[name]
@@ -543,7 +552,10 @@ COLUMNS_NOTE = (
     "after a warm-up run; *PSNR*, *SSIM* = decoded images vs the uncached images of the same seed "
     "(inf = identical); *cache MB* = peak size of the tensors the cache holds; *delta peak MB* = peak "
     "memory above the run's start during a cached run minus the same for an uncached run (CPU: resident "
-    "set size sampled every 2 ms; allocator reuse makes it noisy by a few MB either way; CUDA: allocated memory).")
+    "set size sampled every 2 ms; allocator reuse makes it noisy by a few MB either way; CUDA: allocated memory); "
+    "*realised* = speedup x block fraction (1.0 = the whole ideal speedup); *passes/block* = the cache's own "
+    "full-tensor passes per block on computed and on cached steps, counted with a torch dispatch mode "
+    "(scripts/cache_work.py); *transient MB* = the most the cache's own ops allocate in one evaluation.")
 
 
 def header_lines(result: dict) -> list[str]:
@@ -572,21 +584,53 @@ def header_lines(result: dict) -> list[str]:
 
 
 def markdown_table(result: dict) -> str:
-    head = ("| model | method | setting | calls | blocks | speedup | PSNR dB | SSIM | cache MB | delta peak MB |\n"
-            "|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| model | method | setting | calls | blocks | speedup | realised | PSNR dB | SSIM | cache MB | "
+            "delta peak MB | passes/block computed | passes/block cached | transient MB |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     out = [head]
     for r in result["rows"]:
         if r.get("error"):
             method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
-            out.append(f"| {r['model']} | {method} | {r['setting']} | failed: {r['error'][:120]} |  |  |  |  |  |  |")
+            out.append(f"| {r['model']} | {method} | {r['setting']} | failed: {r['error'][:120]} |"
+                       + "  |" * 13)
             continue
         psnr = "inf" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
         delta = "n/a" if r["delta_peak_mb"] is None else f"{r['delta_peak_mb']:+.1f}"
         method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
         out.append(f"| {r['model']} | {method} | {r['setting']} | {r['calls_computed']}/{r['calls_total']} | "
-                   f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {psnr} | {r['ssim']:.4f} | "
-                   f"{r['extra_mem_mb']:.3f} | {delta} |")
+                   f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {_fmt(realised(r), '.2f')} | {psnr} | "
+                   f"{r['ssim']:.4f} | {r['extra_mem_mb']:.3f} | {delta} | {_fmt(r.get('passes_computed'), 'g')} | "
+                   f"{_fmt(r.get('passes_cached'), 'g')} | {_fmt(r.get('transient_mb'), '.3f')} |")
     return "\n".join(out)
+
+
+def _fmt(v, spec) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def realised(row: dict) -> float | None:
+    """Wall speedup as a fraction of the ideal one (1 / the block fraction computed)."""
+    if row.get("error") or not row.get("compute_fraction") or row.get("wall_speedup") is None:
+        return None
+    return round(row["wall_speedup"] * row["compute_fraction"], 3)
+
+
+FORECASTING = ("taylorseer", "hicache", "foca", "freqca", "speca")
+
+
+def overhead_lines(result: dict) -> list[str]:
+    """Realised / ideal speedup: the median over our rows that skip something, and per forecasting method."""
+    ours = [r for r in result["rows"] if r["kind"] == "ours" and realised(r) is not None
+            and r["compute_fraction"] < 1.0]
+    if not ours:
+        return []
+    lines = [f"- realised / ideal speedup, median over our {len(ours)} rows that skip work: "
+             f"{statistics.median(realised(r) for r in ours):.3f}"]
+    for method in FORECASTING:
+        vals = [realised(r) for r in ours if r["method"] == method]
+        if vals:
+            lines.append(f"  - {method}: median {statistics.median(vals):.3f} (lowest {min(vals):.3f})")
+    return lines
 
 
 def uncached_lines(result: dict) -> list[str]:
@@ -623,7 +667,8 @@ def failure_lines(result: dict) -> list[str]:
 
 
 def report(result: dict) -> str:
-    lines = header_lines(result) + uncached_lines(result) + ["", markdown_table(result), "", COLUMNS_NOTE]
+    lines = header_lines(result) + uncached_lines(result) + overhead_lines(result) + \
+        ["", markdown_table(result), "", COLUMNS_NOTE]
     failures = failure_lines(result)
     if failures:
         lines += ["", "Settings that could not run (the exception is reported, the benchmark goes on):", ""]

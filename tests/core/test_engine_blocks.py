@@ -277,3 +277,20 @@ def test_speculative_mode_rejects_a_draft_that_misses():
         run.step_reported(i)
     d = {r.step: r for r in run.stats.records}
     assert d[3].decision == "forecast" and d[6].decision == "computed" and d[6].reason == "draft rejected"
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_span_residual_is_its_output_minus_its_input(inplace):
+    """Without host additions between blocks a span records one residual, its output minus its
+    input. Blocks that write into their input (ComfyUI's Flux) are noticed on the run's first
+    computed step, and their input is copied from then on; others are read by reference."""
+    model = ToyModel([1.0, 2.0, 3.0], kinds=(("double_block", 2), ("single_block", 1)), inplace=inplace)
+    run = make_run(model, SIGMAS, interval=2, warmup_steps=1, last_steps_computed=1)
+    x = torch.randn(2, 4, 8)
+    outs = sample(model, run, SIGMAS, x)
+    assert decisions(run) == ["computed", "reused", "computed", "reused", "computed"]
+    total = sum(model.weights)
+    for i, out in enumerate(outs):
+        full_step = i if decisions(run)[i] == "computed" else i - 1
+        assert torch.allclose(out, x + SIGMAS[full_step] * total, atol=1e-5), i
+    assert run.inputs_survive is (not inplace)

@@ -15,8 +15,9 @@ from cache_core.policies import make_policy
 
 
 class ToyModel:
-    def __init__(self, weights, kinds=None, control=None):
+    def __init__(self, weights, kinds=None, control=None, inplace=False):
         self.weights = list(weights)
+        self.inplace = inplace               # blocks write into their input stream (as ComfyUI's Flux does)
         self.layout = BlockLayout(tuple(kinds or (("double_block", len(self.weights)),)))
         self.control = control or {}         # block index -> tensor added after that block
         self.block_calls = 0
@@ -26,7 +27,7 @@ class ToyModel:
 
         def run_block(args):
             self.block_calls += 1
-            out = {"img": args["img"] + w * sigma}
+            out = {"img": args["img"].add_(w * sigma) if self.inplace else args["img"] + w * sigma}
             if "txt" in args:
                 out["txt"] = args["txt"] + 0.5 * w * sigma
             return out
@@ -60,7 +61,8 @@ def sample(model: ToyModel, run, sigmas, x, keys=("cond",), txt=None, report=Tru
     for i, s in enumerate(sigmas[:-1]):
         if run:
             run.begin_evaluation(s, ("cond",))
-            outs.append(run.model_call(x, keys, lambda: model.forward(run, x, s, keys, txt), s))
+            outs.append(run.model_call(x, keys, lambda: model.forward(run, x, s, keys, txt), s,
+                                       adds_between_blocks=bool(model.control)))
             run.end_evaluation()
             if report:
                 run.step_reported(i)
