@@ -18,7 +18,7 @@ METHOD_CHOICES = ["auto"] + list(METHODS)
 def choose_method(method: str, architecture, uses_blocks: bool) -> str:
     if method != "auto":
         return method
-    return "first_block" if uses_blocks else "easycache"
+    return registry.AUTO[0] if uses_blocks else registry.AUTO[1]   # first_block, else easycache
 
 
 def diffusion_model_of(model):

@@ -67,17 +67,42 @@ def check_ranges(inputs: dict, skip=()) -> None:
             raise ValueError(f"{knob.name} must be {knob.min:g} or more; got {value}")
 
 
+# what ``method = auto`` becomes: the first on models with block hooks, the second otherwise
+AUTO = ("first_block", "easycache")
+AUTO_ABOUT = "First-Block Cache on transformers with block hooks, EasyCache otherwise"
+
+
+def _ui_entry(method: Method) -> dict:
+    knobs = method.all_knobs()
+    return {"label": method.label, "about": method.about, "inputs": [k.name for k in knobs],
+            "advanced": [k.name for k in knobs if k.advanced], "tooltips": {k.name: k.tooltip for k in knobs}}
+
+
+def _auto_entry() -> dict:
+    """``auto``: the inputs of either method it may become; advanced where both say so; a tooltip per method
+    where their meanings differ."""
+    entries = [(mid, _ui_entry(METHODS[mid])) for mid in AUTO]
+    inputs: list[str] = []
+    for _, e in entries:
+        inputs += [n for n in e["inputs"] if n not in inputs]
+    advanced = [n for n in inputs if all(n in e["advanced"] for _, e in entries if n in e["inputs"])]
+    tooltips = {}
+    for name in inputs:
+        texts = {}
+        for mid, e in entries:
+            if name in e["tooltips"]:
+                texts.setdefault(e["tooltips"][name], []).append(mid)
+        tooltips[name] = next(iter(texts)) if len(texts) == 1 else " | ".join(
+            f"{', '.join(ids)}: {text}" for text, ids in texts.items())
+    return {"label": "auto", "about": AUTO_ABOUT, "inputs": inputs, "advanced": advanced, "tooltips": tooltips}
+
+
 def ui_description() -> dict:
-    """For the node's web extension: per method, the inputs it shows, which are advanced, and their tooltips."""
-    out = {}
+    """For the node's web extension: per method (``auto`` first, as the node lists them), the inputs it shows,
+    which of them are advanced, and their tooltips for that method."""
+    out = {"auto": _auto_entry()}
     for method in METHODS.values():
-        knobs = method.all_knobs()
-        out[method.id] = {
-            "label": method.label, "about": method.about,
-            "inputs": [k.name for k in knobs],
-            "advanced": [k.name for k in knobs if k.advanced],
-            "tooltips": {k.name: k.tooltip for k in knobs},
-        }
+        out[method.id] = _ui_entry(method)
     return out
 
 
@@ -90,5 +115,21 @@ def methods_table_markdown() -> str:
     return "\n".join(rows)
 
 
-__all__ = ["COMMON_KNOBS", "Knob", "METHODS", "Method", "PolicyContext", "get", "methods_table_markdown",
-           "node_inputs", "ui_description"]
+def method_inputs_markdown() -> str:
+    """The README's list of what the node shows per method: the inputs shown, and those behind the
+    node's "advanced" toggle besides the shared ones (COMMON_KNOBS, listed once below the table)."""
+    described = ui_description()
+    shared = [k.name for k in COMMON_KNOBS]
+    rows = ["| method | shown | behind `advanced`, besides the shared ones |", "|---|---|---|"]
+    for mid, d in described.items():
+        shown = [n for n in d["inputs"] if n not in d["advanced"]]
+        more = [n for n in d["advanced"] if n not in shared]
+        rows.append(f"| `{mid}` | {', '.join(f'`{n}`' for n in shown)} | "
+                    f"{', '.join(f'`{n}`' for n in more) or '-'} |")
+    rows += ["", "The shared inputs, behind `advanced` where the table does not show them: "
+             + ", ".join(f"`{n}`" for n in shared) + "."]
+    return "\n".join(rows)
+
+
+__all__ = ["AUTO", "COMMON_KNOBS", "Knob", "METHODS", "Method", "PolicyContext", "get",
+           "method_inputs_markdown", "methods_table_markdown", "node_inputs", "ui_description"]
