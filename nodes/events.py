@@ -7,8 +7,10 @@ is sent.
 Every event is also folded into a small in-memory store (:class:`RunStore`): the
 last few sampler runs per cache node, with their per-evaluation records, so the
 browser can show the last run again after a page reload. ``GET /diffusion_cache/runs``
-(registered by :func:`register_routes`) returns it. The store holds plain JSON data
-only, never tensors, and is bounded in nodes, runs per node and records per run.
+(registered by :func:`register_routes`) returns it; ``GET /diffusion_cache/methods``, registered
+next to it, returns what the node's web extension shows per method
+(``cache_core.methods.ui_description()``). The store holds plain JSON data only, never tensors,
+and is bounded in nodes, runs per node and records per run.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ log = logging.getLogger("diffusion_cache")
 STEP_EVENT = "diffusion_cache.step"
 RUN_EVENT = "diffusion_cache.run"
 ROUTE = "/diffusion_cache/runs"
+METHODS_ROUTE = "/diffusion_cache/methods"
 
 MAX_NODES = 64            # cache nodes remembered (least recently updated dropped first)
 MAX_RUNS_PER_NODE = 4     # sampler runs remembered per node (two samplers may share one node)
@@ -173,14 +176,20 @@ def run_payload(node_id, stats) -> dict:
 _routes_registered = False
 
 
-def register_routes() -> bool:
-    """Add ``GET /diffusion_cache/runs`` to the running ComfyUI server, once.
+def register_routes(methods: dict | None = None) -> bool:
+    """Add ``GET /diffusion_cache/runs`` to the running ComfyUI server, once, and with ``methods``
+    ``GET /diffusion_cache/methods`` next to it.
 
     Returns True when the route is (or already was) registered, False without a server.
     The response is ``{"nodes": {node_id: [run, ...]}}``; ``?node=<id>`` limits it to one node.
     Each run: node, run, prompt, done, started, updated, total, records (the step events'
     fields), truncated (records dropped over the bound) and summary (the run event, or null
     while the run is in progress).
+
+    ``methods`` is ``cache_core.methods.ui_description()`` (the pack's entry point passes it): per
+    method, ``auto`` first, the inputs the node shows, which of them sit behind its "advanced"
+    toggle, and each input's tooltip for that method. The web extension reads it to show only the
+    chosen method's inputs.
     """
     global _routes_registered
     if _routes_registered:
@@ -194,6 +203,11 @@ def register_routes() -> bool:
     async def get_runs(request):
         return web.json_response(STORE.snapshot(request.query.get("node")))
 
+    async def get_methods(request):
+        return web.json_response(methods)
+
     routes.get(ROUTE)(get_runs)
+    if methods is not None:
+        routes.get(METHODS_ROUTE)(get_methods)
     _routes_registered = True
     return True

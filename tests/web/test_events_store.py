@@ -161,3 +161,34 @@ def test_route_returns_the_store(events, monkeypatch):
 def test_no_server_no_route(events, monkeypatch):
     monkeypatch.setattr(events, "_server", lambda: None)
     assert events.register_routes() is False
+
+
+def test_methods_route_serves_the_registry(events, monkeypatch):
+    """With the registry's description, GET /diffusion_cache/methods is registered next to the runs route
+    and serves it as it is: per method (auto first) the inputs, the advanced ones and the tooltips."""
+    web = pytest.importorskip("aiohttp.web")
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from cache_core.methods import METHODS, ui_description
+
+    class FakeServer:
+        routes = web.RouteTableDef()
+
+    monkeypatch.setattr(events, "_server", lambda: FakeServer)
+    description = ui_description()
+    assert events.register_routes(description) is True
+    assert events.register_routes(description) is True      # once only
+    assert sorted(r.path for r in FakeServer.routes) == sorted([events.ROUTE, events.METHODS_ROUTE])
+
+    async def fetch():
+        app = web.Application()
+        app.add_routes(FakeServer.routes)
+        async with TestClient(TestServer(app)) as client:
+            return await (await client.get(events.METHODS_ROUTE)).json()
+
+    served = asyncio.run(fetch())
+    assert served == json.loads(json.dumps(description))
+    assert list(served) == ["auto", *METHODS]
+    for entry in served.values():
+        assert set(entry["advanced"]) <= set(entry["inputs"]) == set(entry["tooltips"])
+        assert len(entry["inputs"]) - len(entry["advanced"]) <= 4     # with method and the toggle: 6 at most
