@@ -5,8 +5,12 @@
 // reload it shows the node's last run again from GET /diffusion_cache/runs.
 // On every "Diffusion Cache Compare" node, a line of figures: the PSNR, SSIM and
 // wall-clock speedup the node computed (its ui output, from the executed event).
+// The Diffusion Cache node shows only the inputs of the chosen method, each with that
+// method's tooltip; an "advanced inputs" toggle shows the method's other inputs
+// (GET /diffusion_cache/methods says which; see method_inputs.js).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { ADVANCED_PROPERTY, advancedLabel, inputTooltip, knobNames, methodView } from "./method_inputs.js";
 import {
   applyRun,
   applyStep,
@@ -299,6 +303,112 @@ function addTimeline(node) {
 }
 
 
+// ---- the node's inputs: those of the chosen method, the rest behind "advanced" ---------------
+
+const METHODS_ROUTE = "/diffusion_cache/methods";
+const METHOD_WIDGET = "method";
+const ADVANCED_WIDGET = "diffusion_cache_advanced";
+/** GET /diffusion_cache/methods, or null (an older server): then the node shows every input */
+let methodsDescription = null;
+let methodKnobs = new Set();
+const methodsLoaded = (async () => {
+  try {
+    const res = await api.fetchApi(METHODS_ROUTE, { cache: "no-store" });
+    if (!res.ok) return;
+    methodsDescription = await res.json();
+    methodKnobs = knobNames(methodsDescription);
+  } catch (e) {
+    // no route: every input stays shown
+  }
+})();
+
+function setWidgetHidden(node, widget, hidden) {
+  // Newer frontends leave hidden widgets out of the layout (getLayoutWidgets); the older ones
+  // (1.27) still give each widget its computeSize height there, so a hidden one takes none.
+  widget.hidden = hidden;
+  const layoutSkipsHidden = typeof node.getLayoutWidgets === "function";
+  if (layoutSkipsHidden) return;
+  if (hidden && !widget.__dcHiddenSize) {
+    widget.__dcHiddenSize = { own: Object.prototype.hasOwnProperty.call(widget, "computeSize"),
+      computeSize: widget.computeSize };
+    widget.computeSize = () => [0, -4];
+  } else if (!hidden && widget.__dcHiddenSize) {
+    const saved = widget.__dcHiddenSize;
+    delete widget.__dcHiddenSize;
+    if (saved.own) widget.computeSize = saved.computeSize;
+    else delete widget.computeSize;
+  }
+}
+
+function showAdvanced(node) {
+  return node.properties?.[ADVANCED_PROPERTY] === true;
+}
+
+/** Show the chosen method's inputs (its advanced ones with the toggle on), each with its tooltip. */
+function applyMethodInputs(node, { fit = true } = {}) {
+  const methodWidget = node.widgets?.find((w) => w.name === METHOD_WIDGET);
+  const toggle = node.widgets?.find((w) => w.name === ADVANCED_WIDGET);
+  if (!methodWidget) return;
+  const method = methodWidget.value;
+  node.__dcApplied = method;
+  const linked = (node.inputs ?? []).filter((i) => i.widget?.name && i.link != null).map((i) => i.widget.name);
+  const view = methodView(methodsDescription, method, { showAdvanced: showAdvanced(node), linked });
+  const shown = new Set(view.shown);
+  for (const w of node.widgets) {
+    if (!methodKnobs.has(w.name)) continue;
+    if (!("__dcTooltip" in w)) w.__dcTooltip = w.tooltip;    // the schema's, for a method we do not know
+    setWidgetHidden(node, w, !shown.has(w.name));
+    w.tooltip = inputTooltip(methodsDescription, method, w.name, w.__dcTooltip);
+  }
+  if (toggle) {
+    toggle.value = showAdvanced(node);
+    toggle.label = advancedLabel(view);
+    toggle.tooltip = view.advanced.length
+      ? `Show the ${view.advanced.length} inputs of ${method} that rarely need changing: ${view.advanced.join(", ")}. ` +
+        "Hidden inputs keep their values, and the workflow saves them."
+      : undefined;
+    setWidgetHidden(node, toggle, !view.known || view.advanced.length === 0);
+  }
+  if (fit && node.size && typeof node.computeSize === "function") {
+    const min = node.computeSize();
+    if (min && Number.isFinite(min[1])) node.setSize?.([node.size[0], min[1]]);
+  }
+  node.setDirtyCanvas?.(true, true);
+}
+
+function chain(object, name, after) {
+  const before = object[name];
+  object[name] = function () {
+    const r = before?.apply(this, arguments);
+    after.apply(this, arguments);
+    return r;
+  };
+}
+
+function addMethodInputs(node) {
+  if (!methodsDescription) return;
+  node.properties ??= {};
+  if (typeof node.properties[ADVANCED_PROPERTY] !== "boolean") node.properties[ADVANCED_PROPERTY] = false;
+  // after every input widget, so widgets_values keep their positions (client-only: never saved or sent)
+  const toggle = node.addWidget("toggle", ADVANCED_WIDGET, showAdvanced(node), (value) => {
+    node.properties[ADVANCED_PROPERTY] = !!value;
+    applyMethodInputs(node);
+  }, { on: "shown", off: "hidden", serialize: false });
+  toggle.serialize = false;
+  const methodWidget = node.widgets.find((w) => w.name === METHOD_WIDGET);
+  if (methodWidget) chain(methodWidget, "callback", () => applyMethodInputs(node));
+  chain(node, "onWidgetChanged", (name) => { if (name === METHOD_WIDGET) applyMethodInputs(node); });
+  chain(node, "onConfigure", () => applyMethodInputs(node));
+  chain(node, "onConnectionsChange", () => { if (node.widgets) applyMethodInputs(node, { fit: false }); });
+  // a value set without a callback (another extension, a script): follow it on the next frame drawn
+  chain(node, "onDrawForeground", () => {
+    const w = node.widgets?.find((x) => x.name === METHOD_WIDGET);
+    if (w && w.value !== node.__dcApplied) applyMethodInputs(node);
+  });
+  applyMethodInputs(node);
+}
+
+
 // ---- Diffusion Cache Compare: the figures its execution computed ---------------------------
 
 const COMPARE_TYPE = "DiffusionCacheCompare";
@@ -432,14 +542,19 @@ app.registerExtension({
       return;
     }
     if (nodeData?.name !== NODE_TYPE) return;
+    await methodsLoaded;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const r = onNodeCreated?.apply(this, arguments);
+      addMethodInputs(this);
       addTimeline(this);
       return r;
     };
   },
   async afterConfigureGraph() {
+    for (const node of rootGraph()?.nodes ?? []) {
+      if (node.type === NODE_TYPE) applyMethodInputs(node);
+    }
     renderAll();
     for (const w of compareWidgets) renderCompare(w);
   },
@@ -452,4 +567,5 @@ window.diffusionCacheTimeline = {
   reload: loadStoredRuns,
   renderAll,
   compareResults,
+  methods: { description: () => methodsDescription, apply: applyMethodInputs, ADVANCED_PROPERTY, ADVANCED_WIDGET },
 };
