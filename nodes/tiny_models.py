@@ -24,7 +24,8 @@ import json
 from pathlib import Path
 
 TINY_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "tiny"
-CATEGORY = "Diffusion Cache/tiny models"
+# for tests and quick demos of the cache, not for making images: the category says so
+CATEGORY = "Diffusion Cache/testing (tiny models)"
 
 
 def _stem(name: str) -> str:
@@ -176,8 +177,8 @@ def tiny_model_nodes() -> list[type]:
             return io.Schema(
                 node_id="DiffusionCacheTinyModelLoader",
                 display_name="Diffusion Cache Tiny Model Loader",
-                description="Loads a tiny trained digit model (Flux or Wan 2.1 architecture) that runs "
-                            "in milliseconds on a CPU.",
+                description="For testing the cache: loads a tiny trained digit model (Flux or Wan 2.1 "
+                            "architecture) that runs in milliseconds on a CPU.",
                 category=CATEGORY,
                 inputs=[model_input()],
                 outputs=[io.Model.Output(tooltip="The tiny diffusion model.")],

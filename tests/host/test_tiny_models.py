@@ -139,10 +139,10 @@ def test_nodes_execute(tiny, name):
     loader, digits_node, decode = tiny.tiny_model_nodes()
     for cls in (loader, digits_node, decode):
         schema = cls.GET_SCHEMA()
-        assert schema.category == "Diffusion Cache/tiny models"
+        assert schema.category == "Diffusion Cache/testing (tiny models)"
         assert all(inp.tooltip for inp in schema.inputs), cls.__name__
         info = cls.GET_NODE_INFO_V1()  # what ComfyUI's /object_info serves
-        assert info["category"] == "Diffusion Cache/tiny models"
+        assert info["category"] == "Diffusion Cache/testing (tiny models)"
     assert [loader.GET_SCHEMA().node_id, digits_node.GET_SCHEMA().node_id, decode.GET_SCHEMA().node_id] == [
         "DiffusionCacheTinyModelLoader", "DiffusionCacheTinyDigits", "DiffusionCacheTinyDecode"]
 
