@@ -43,6 +43,7 @@ import torch
 from .branch_store import BranchStore, split_batch
 from .config import CacheConfig
 from .decisions import Decision, StepContext
+from .eager import eager_methods
 from .layout import BlockLayout
 from .lead import LeadBranch
 from .policies.base import Policy, Verdict
@@ -96,6 +97,7 @@ class _Evaluation:
     passes: dict = field(default_factory=dict)         # variant -> passes begun in this evaluation
 
 
+@eager_methods("model_call", "_deep_call", "block", "_block", "_compute_and_record", "_compute_and_record_per_block")
 class CacheRun:
     def __init__(self, config: CacheConfig, policy: Policy, sigmas: Sequence[float],
                  layout: BlockLayout | None = None, window_sigmas: tuple | None = None,

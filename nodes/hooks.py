@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from ..cache_core import distributed
+from ..cache_core.eager import eager_frame
 from ..cache_core.engine import STREAM_KEYS
 from . import events
 from .passes import pass_variant, predict_noise_wrapper
@@ -191,6 +192,7 @@ def _has_control(args, kwargs) -> bool:
     return any(isinstance(c, dict) and any(c.get(k) for k in ("input", "middle", "output")) for c in candidates)
 
 
+@eager_frame
 def diffusion_model_wrapper(executor, *args, **kwargs):
     """One model call (one batch of conditioning chunks)."""
     options = _transformer_options(args, kwargs)
@@ -250,6 +252,7 @@ def make_block_patch(global_index: int, previous=None, token: str | None = None)
             return run.block(global_index, args, original, keys=options.get("uuids") or ())
         finally:
             guard.active.discard(global_index)
+    block_patch = eager_frame(block_patch)      # its own code stays out of torch.compile's graphs
     block_patch.diffusion_cache = True
     block_patch.diffusion_cache_token = token
     block_patch.diffusion_cache_wraps = previous
