@@ -14,7 +14,10 @@
 // of the node inside the subgraph; (6) run a graph where two samplers share one cached
 // model and take the screenshot of its timeline; (7) run the Diffusion Cache Compare
 // workflow and record the figures its node shows, with the prompt's GET /history entry
-// (what the server computed). Every browser console error and page error is recorded. The report is JSON; the assertions live in the Python test.
+// (what the server computed); (8) load the demo again, pick other methods from the method
+// widget's menu and click the "advanced inputs" toggle, recording after each what the frontend
+// shows (its visibility test, layout rows, hit test, tooltips on hover) and what the workflow and
+// the prompt hold; save, load the saved graph and queue it. Every browser console error and page error is recorded. The report is JSON; the assertions live in the Python test.
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -335,6 +338,165 @@ try {
       await page.screenshot({ path: process.env.DC_E2E_COMPARE_SHOT });
     }
     mark("compare");
+  }
+
+  // ---- (8) the node shows the chosen method's inputs; "advanced" shows the rest ----------------
+  if (opt.demo) {
+    const demo = JSON.parse(fs.readFileSync(opt.demo, "utf8"));
+    const id = Number(demo.nodes.find((n) => n.type === "DiffusionCache").id);
+    const m = { node: String(id), steps: [] };
+    report.method_inputs = m;
+    m.description = await page.evaluate(async () => (await fetch("/diffusion_cache/methods")).json());
+    await page.evaluate(async (graph) => {
+      await window.app.loadGraphData(graph, true, true, "method_inputs",
+        { showMissingNodesDialog: false, showMissingModelsDialog: false });
+    }, demo);
+
+    // what the frontend itself shows: its own visibility test, the rows it laid out and drew,
+    // which widget its hit test finds on each row, and what the workflow and the prompt hold
+    const state = (label) => page.evaluate(async ([nodeId, label]) => {
+      const { app } = window;
+      const node = app.graph.getNodeById(nodeId);
+      app.canvas.ds.scale = 1;
+      app.canvas.centerOnNode(node);
+      app.canvas.setDirty(true, true);
+      app.canvas.draw(true, true);
+      await new Promise((r) => requestAnimationFrame(() => r()));
+      app.canvas.draw(true, true);
+      const visible = node.widgets.filter((w) => node.isWidgetVisible(w));
+      const rows = visible.filter((w) => !w.element).map((w) => {
+        const y = w.last_y ?? w.y;
+        const hit = node.getWidgetOnPos(node.pos[0] + node.size[0] / 2, node.pos[1] + y + 6, true);
+        return { name: w.name, y, height: w.computedHeight ?? null, hit: hit?.name ?? null };
+      });
+      const saved = node.serialize();
+      const prompt = await app.graphToPrompt();
+      const toggle = node.widgets.find((w) => w.name === window.diffusionCacheTimeline.methods.ADVANCED_WIDGET);
+      return {
+        label,
+        method: node.widgets.find((w) => w.name === "method").value,
+        widgets: node.widgets.map((w) => w.name),
+        visible: visible.map((w) => w.name),
+        rows,
+        widget_height: window.LiteGraph.NODE_WIDGET_HEIGHT,
+        size: [node.size[0], node.size[1]],
+        min_size: Array.from(node.computeSize()),
+        tooltips: Object.fromEntries(node.widgets.map((w) => [w.name, w.tooltip ?? null])),
+        toggle: toggle ? { value: toggle.value, label: toggle.label ?? null, visible: node.isWidgetVisible(toggle),
+          serialize: toggle.serialize, options_serialize: toggle.options?.serialize } : null,
+        property: node.properties?.[window.diffusionCacheTimeline.methods.ADVANCED_PROPERTY] ?? null,
+        widgets_values: saved.widgets_values,
+        prompt_inputs: prompt.output[String(nodeId)]?.inputs ?? null,
+      };
+    }, [id, label]);
+
+    // the screen point of a widget's row (its middle, clear of the input slot on the left)
+    const widgetPoint = (name, xFraction = 0.6) => page.evaluate(([nodeId, name, xf]) => {
+      const { app } = window;
+      const node = app.graph.getNodeById(nodeId);
+      const w = node.widgets.find((x) => x.name === name);
+      const y = node.pos[1] + (w.last_y ?? w.y) + window.LiteGraph.NODE_WIDGET_HEIGHT / 2;
+      const x = node.pos[0] + node.size[0] * xf;
+      const c = app.canvas.ds.convertOffsetToCanvas([x, y]);
+      const rect = app.canvas.canvas.getBoundingClientRect();
+      const ratio = rect.width / app.canvas.canvas.width;
+      return { x: rect.left + c[0] * ratio, y: rect.top + c[1] * ratio };
+    }, [id, name, xFraction]);
+
+    // the tooltip the frontend shows when the pointer rests on a widget
+    const hoverTooltip = async (name) => {
+      await page.mouse.move(5, 5);
+      await page.waitForTimeout(150);
+      const p = await widgetPoint(name);
+      await page.mouse.move(p.x - 3, p.y);
+      await page.mouse.move(p.x, p.y, { steps: 3 });
+      try {
+        await page.waitForFunction(() => (document.querySelector(".node-tooltip")?.textContent ?? "").trim(),
+          null, { timeout: 5000 });
+      } catch (e) {
+        return null;
+      }
+      const text = await page.evaluate(() => document.querySelector(".node-tooltip")?.textContent.trim() ?? null);
+      await page.mouse.move(5, 5);
+      return text;
+    };
+
+    // pick a method the way a user does: click the combo, click the entry in its menu
+    const pickMethod = async (method) => {
+      await state("before pick");     // centred and drawn, so the rows are where they are shown
+      const p = await widgetPoint("method");
+      await page.mouse.click(p.x, p.y);
+      const entry = page.locator(".litecontextmenu .litemenu-entry", { hasText: new RegExp(`^${method}$`) });
+      try {
+        await entry.first().click({ timeout: 5000 });
+        return "menu";
+      } catch (e) {
+        // no LiteGraph menu in this frontend: the widget's own setter, as the menu would call it
+        await page.keyboard.press("Escape");
+        await page.evaluate(([nodeId, method]) => {
+          const { app } = window;
+          const node = app.graph.getNodeById(nodeId);
+          const w = node.widgets.find((x) => x.name === "method");
+          w.setValue(method, { e: undefined, node, canvas: app.canvas });
+        }, [id, method]);
+        return "setValue";
+      }
+    };
+
+    m.steps.push(await state("loaded"));
+    m.tooltip_hover = { [m.steps[0].method]: await hoverTooltip("interval") };
+    m.picked = [await pickMethod("dbcache")];
+    m.steps.push(await state("dbcache"));
+    m.tooltip_hover.dbcache = await hoverTooltip("threshold");
+
+    // the toggle, clicked
+    const t = await widgetPoint(await page.evaluate(() => window.diffusionCacheTimeline.methods.ADVANCED_WIDGET));
+    await page.mouse.click(t.x, t.y);
+    m.steps.push(await state("dbcache, advanced"));
+
+    // values of hidden inputs are kept: front_blocks 2, then a method that does not read it
+    await page.evaluate((nodeId) => {
+      const node = window.app.graph.getNodeById(nodeId);
+      node.widgets.find((w) => w.name === "front_blocks").value = 2;
+      node.widgets.find((w) => w.name === "threshold").value = 0.15;
+    }, id);
+    m.picked.push(await pickMethod("magcache"));
+    m.steps.push(await state("magcache, advanced"));
+    m.tooltip_hover.magcache = await hoverTooltip("threshold");
+    await page.mouse.click(...Object.values(await widgetPoint(
+      await page.evaluate(() => window.diffusionCacheTimeline.methods.ADVANCED_WIDGET))));
+    m.steps.push(await state("magcache"));
+    m.picked.push(await pickMethod("dbcache"));
+    m.steps.push(await state("dbcache again"));
+    await page.mouse.click(...Object.values(await widgetPoint(
+      await page.evaluate(() => window.diffusionCacheTimeline.methods.ADVANCED_WIDGET))));
+    m.steps.push(await state("dbcache again, advanced"));
+    if (process.env.DC_E2E_METHOD_SHOT) await page.screenshot({ path: process.env.DC_E2E_METHOD_SHOT });
+
+    // save and load again (the workflow as a file holds it): values, method and toggle survive
+    const saved = await page.evaluate(() => JSON.stringify(window.app.graph.serialize()));
+    m.saved_node = JSON.parse(saved).nodes.find((n) => n.id === id);
+    await page.evaluate(async (text) => {
+      await window.app.loadGraphData(JSON.parse(text), true, true, "method_inputs_reloaded",
+        { showMissingNodesDialog: false, showMissingModelsDialog: false });
+    }, saved);
+    m.steps.push(await state("reloaded"));
+
+    // and it runs
+    if (!opt["no-run"]) {
+      const before = await page.evaluate(async () => {
+        const n = window.__dcE2E.done.length;
+        await window.app.queuePrompt(0, 1);
+        return n;
+      });
+      await page.waitForFunction((n) => window.__dcE2E.done.length > n, before, { timeout: TIMEOUT_MS });
+      m.result = await page.evaluate(() => window.__dcE2E.done.at(-1));
+      if (typeof m.result === "string") {
+        m.history = await page.evaluate(async (pid) => (await fetch(`/history/${pid}`)).json(), m.result);
+      }
+      m.server_runs = await page.evaluate(async () => (await fetch("/diffusion_cache/runs")).json());
+    }
+    mark("method inputs");
   }
 } catch (err) {
   report.error = String(err && err.stack || err);

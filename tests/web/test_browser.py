@@ -15,6 +15,11 @@ browser session (tests/web/e2e.mjs, playwright-core) serve every test in this mo
 * the Diffusion Cache Compare workflow (workflows/tiny_flux_compare.json, or the same graph
   built from /object_info), queued from the UI, shows on its node the PSNR, SSIM and speedup
   that the server computed (its ui output in GET /history);
+* the Diffusion Cache node shows only the chosen method's inputs (GET /diffusion_cache/methods,
+  the registry's ``ui_description()``), each with that method's tooltip, laid out without gaps;
+  its "advanced inputs" toggle shows the rest; picking methods from the method widget's menu
+  keeps the values of hidden inputs, which the workflow saves and the prompt sends; the saved
+  graph loads again as it was (values, method, toggle) and runs;
 * the browser logged no errors (network 404s of optional files are not errors of ours);
 * a screenshot of the two-sampler timeline is written to out/web/timeline-<ComfyUI version>.png
   (or to $DIFFUSION_CACHE_SCREENSHOT; the README's docs/timeline.png is made that way).
@@ -453,6 +458,88 @@ def test_no_browser_errors(report):
             continue
         errors.append(e)
     assert errors == [], errors
+
+
+def _method_inputs(report):
+    m = report.get("method_inputs")
+    assert m and m.get("steps"), f"the method-switch phase did not run: {report.get('phases')}"
+    return m
+
+
+def test_node_shows_only_the_chosen_methods_inputs(server, report):
+    assert not report.get("error"), report["error"] + "\n" + report["stderr"][-3000:]
+    from cache_core.methods import ui_description
+    described = json.loads(json.dumps(ui_description()))
+    m = _method_inputs(report)
+    assert m["description"] == described, "GET /diffusion_cache/methods is not the registry's ui_description()"
+    knobs = {n for d in described.values() for n in d["inputs"]}
+    layout = widget_layout(server["object_info"], "DiffusionCache")
+    assert [s["method"] for s in m["steps"]] == ["taylorseer", "dbcache", "dbcache", "magcache", "magcache",
+                                                  "dbcache", "dbcache", "dbcache"]
+    assert m["picked"] == ["menu", "menu", "menu"], "methods were not picked from the widget's menu"
+    for st in m["steps"]:
+        where = f"{st['label']}: "
+        entry, advanced = described[st["method"]], st["toggle"]["value"]
+        expected = [n for n in entry["inputs"] if advanced or n not in entry["advanced"]]
+        assert sorted(n for n in st["visible"] if n in knobs) == sorted(expected), where + str(st["visible"])
+        assert [n for n in st["visible"] if n not in knobs] == ["method", "diffusion_cache_advanced",
+                                                                  "diffusion_cache_timeline"], where
+        if not advanced:     # model + method + the method's inputs
+            assert 2 + len(expected) <= 6, where + str(expected)
+        assert st["property"] is advanced and st["toggle"]["visible"]
+        assert st["toggle"]["label"] == f"advanced inputs ({len(entry['advanced'])})"
+        assert st["toggle"]["serialize"] is False and st["toggle"]["options_serialize"] is False
+        # laid out as shown: one row after the other, no gap for a hidden input, each found by the hit test
+        rows = st["rows"]
+        assert [r["name"] for r in rows] == [n for n in st["visible"] if n != "diffusion_cache_timeline"], where
+        for a, b in zip(rows, rows[1:]):
+            assert b["y"] == a["y"] + a["height"], where + f"gap between {a['name']} and {b['name']}: {rows}"
+        assert [r["hit"] for r in rows] == [r["name"] for r in rows], where + str(rows)
+        assert abs(st["size"][1] - st["min_size"][1]) < 1, where + f"node not fitted: {st['size']} {st['min_size']}"
+        # the method's tooltip on every input it reads
+        for name in entry["inputs"]:
+            assert st["tooltips"][name].endswith(entry["tooltips"][name]), where + name
+        # every value is saved, in its place, and sent, shown or not
+        assert len(st["widgets_values"]) == len(layout) and None not in st["widgets_values"], where
+        assert st["widgets_values"][layout.index("method")] == st["method"]
+        assert set(st["prompt_inputs"]) >= knobs | {"method"}, where
+        assert "diffusion_cache_advanced" not in st["prompt_inputs"]
+        for name in knobs:
+            assert st["prompt_inputs"][name] == st["widgets_values"][layout.index(name)], where + name
+    # the tooltip the frontend shows on hover changes with the method
+    hover = m["tooltip_hover"]
+    steps = {s["label"]: s for s in m["steps"]}
+    assert hover["taylorseer"] == steps["loaded"]["tooltips"]["interval"]
+    assert hover["dbcache"] == steps["dbcache"]["tooltips"]["threshold"]
+    assert hover["magcache"] == steps["magcache, advanced"]["tooltips"]["threshold"]
+    assert hover["dbcache"] != hover["magcache"]
+    assert described["dbcache"]["tooltips"]["threshold"] in hover["dbcache"]
+    assert described["magcache"]["tooltips"]["threshold"] in hover["magcache"]
+
+
+def test_method_switch_survives_save_and_load_and_runs(server, report):
+    m = _method_inputs(report)
+    layout = widget_layout(server["object_info"], "DiffusionCache")
+    steps = {s["label"]: s for s in m["steps"]}
+    # front_blocks 2 was set under dbcache; magcache does not read it, keeps it and still sends it
+    hidden = steps["magcache"]
+    assert "front_blocks" not in hidden["visible"]
+    assert hidden["widgets_values"][layout.index("front_blocks")] == 2 and hidden["prompt_inputs"]["front_blocks"] == 2
+    assert steps["dbcache again"]["widgets_values"][layout.index("front_blocks")] == 2
+    # saved and loaded again: the same values in the same places, the same method, the toggle still on
+    before, after = steps["dbcache again, advanced"], steps["reloaded"]
+    assert m["saved_node"]["widgets_values"] == before["widgets_values"]
+    assert after["widgets_values"] == before["widgets_values"]
+    assert m["saved_node"]["properties"]["Show advanced inputs"] is True
+    assert after["visible"] == before["visible"] and after["toggle"]["value"] is True
+    _needs_run(report)
+    assert isinstance(m.get("result"), str), f"the switched workflow did not run: {m.get('result')}"
+    inputs = m["history"][m["result"]]["prompt"][2][m["node"]]["inputs"]
+    assert inputs["method"] == "dbcache" and inputs["front_blocks"] == 2 and inputs["threshold"] == 0.15
+    entries = m["server_runs"]["nodes"][m["node"]]
+    latest = max(entries, key=lambda e: e["started"])
+    assert latest["done"] and latest["prompt"] == m["result"]
+    assert latest["summary"]["method"].startswith("dbcache"), latest["summary"]
 
 
 def test_screenshot_written(report):
