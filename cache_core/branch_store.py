@@ -46,7 +46,13 @@ class BranchStore:
         return (tuple(t.shape), t.dtype, t.device)
 
     def put(self, slot: str, keys: Sequence[Hashable], tensor: torch.Tensor | None) -> None:
-        """Store ``tensor`` (batched over ``keys``) chunk by chunk."""
+        """Store ``tensor`` (batched over ``keys``) chunk by chunk.
+
+        Nothing is kept while a CUDA graph is being captured (a host's per-run static
+        allocation, such as ComfyUI 0.33's model prefetch): memory allocated there belongs
+        to the graph's pool and is overwritten when the graph replays."""
+        if _capturing():
+            return
         if tensor is None:
             table = self._slots.setdefault(slot, {})
             for k in keys:
@@ -124,3 +130,14 @@ class BranchStore:
 def _short(key) -> str:
     text = str(key)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+_CUDA = None
+
+
+def _capturing() -> bool:
+    """Is a CUDA graph being captured on the current stream? (False without CUDA, cheaply.)"""
+    global _CUDA
+    if _CUDA is None:
+        _CUDA = torch.cuda.is_available()
+    return _CUDA and torch.cuda.is_current_stream_capturing()
