@@ -1,8 +1,10 @@
 """Count the tensor work the cache itself does, per block, by decision.
 
-A ``TorchDispatchMode`` sees every tensor op of a sampling run; the blocks and the model
-calls the cache hands to the host are paused, so what is counted is the cache's own
-work: copies, residuals, forecasts, the adds of skipped spans. An op counts as one
+A ``TorchDispatchMode`` sees every tensor op of a sampling run. It counts only while the
+cache's own code runs (its block and model-call handlers and its end of evaluation);
+the blocks and model calls it hands back to the host are paused again, and so is the
+sampler's own work. What is counted is the cache's work: copies, residuals, forecasts,
+the adds of skipped spans. An op counts as one
 *full-tensor pass* when its output has at least half as many elements as the model's
 input latent (the streams of a block are larger; modulation vectors are smaller).
 Counts are kept per evaluation and attributed to its decision, then divided by the
@@ -22,7 +24,7 @@ class _Counter(TorchDispatchMode):
     def __init__(self, min_numel: int):
         super().__init__()
         self.min_numel = min_numel
-        self.paused = 0
+        self.paused = 1             # counting only inside the cache's own code (see ``ours``)
         self.passes = 0
         self.bytes = 0
 
