@@ -58,6 +58,7 @@ class CacheConfig:
     reduce: str = "max"                # how per-sample metrics combine into one decision
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     verbose: bool = False
+    cfg_cache_interval: int = 0        # CFG-Cache: run the uncond branch every N-th step (0 = off)
 
     def __post_init__(self):
         spec = _methods.get(self.method)
@@ -71,6 +72,8 @@ class CacheConfig:
         _check(1 <= self.predictor_order <= 4, f"predictor_order must be 1 to 4; got {self.predictor_order}")
         _check(self.predictor_axis in ("step", "sigma"),
                f"predictor_axis must be 'step' or 'sigma'; got {self.predictor_axis!r}")
+        _check(self.cfg_cache_interval >= 0,
+               f"cfg_cache_interval must be 0 (off) or more; got {self.cfg_cache_interval}")
 
     @classmethod
     def build(cls, method: str = "first_block", schedule: ScheduleConfig | None = None, **inputs) -> "CacheConfig":
@@ -80,7 +83,8 @@ class CacheConfig:
         _methods.check_ranges(inputs, skip=schedule_names)
         if schedule is None:
             schedule = ScheduleConfig(**{k: v for k, v in inputs.items() if k in schedule_names})
-        shared = {k: inputs[k] for k in ("predictor", "predictor_order", "predictor_axis", "reduce", "verbose")
+        shared = {k: inputs[k] for k in ("predictor", "predictor_order", "predictor_axis", "reduce", "verbose",
+                                          "cfg_cache_interval")
                   if k in inputs and inputs[k] is not None}
         return cls(method=method, params=spec.make_config(inputs), schedule=schedule, **shared)
 
@@ -101,7 +105,8 @@ class CacheConfig:
         spec = _methods.get(method)
         return CacheConfig(method=method, params=spec.make_config(inputs), predictor=self.predictor,
                            predictor_order=self.predictor_order, predictor_axis=self.predictor_axis,
-                           reduce=self.reduce, schedule=self.schedule, verbose=self.verbose)
+                           reduce=self.reduce, schedule=self.schedule, verbose=self.verbose,
+                           cfg_cache_interval=self.cfg_cache_interval)
 
     def describe(self) -> str:
         parts = [f"method={self.method}", self.spec.describe(self.params)]
@@ -112,6 +117,8 @@ class CacheConfig:
         parts.append(f"warmup={s.warmup_steps} last={s.last_steps_computed}")
         if s.max_consecutive_cached:
             parts.append(f"max_consecutive={s.max_consecutive_cached}")
+        if self.cfg_cache_interval:
+            parts.append(f"cfg_cache_interval={self.cfg_cache_interval}")
         return " ".join(p for p in parts if p)
 
 

@@ -46,6 +46,7 @@ class RunStats:
     peak_cache_bytes: int = 0
     resets: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)     # what caches beside the step's report (CFG-Cache, PAB)
 
     def add(self, record: DecisionRecord) -> None:
         self.records.append(record)
@@ -85,6 +86,7 @@ class RunStats:
             "wall_s": _json_float(self.wall_s),
             "peak_cache_mb": round(self.peak_cache_bytes / 2 ** 20, 3),
             "resets": list(self.resets),
+            **self.extra,
         }
 
     def to_json(self) -> dict:

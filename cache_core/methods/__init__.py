@@ -7,7 +7,7 @@ and the tests' method list all come from ``METHODS``.
 from __future__ import annotations
 
 from . import (dbcache, dbcache_hybrid, deepcache, delta_dit, easycache, first_block, fixed_interval, foca,
-               freqca, hicache, magcache, speca, step_mask, taylorseer, teacache)
+               freqca, hicache, magcache, pab, speca, step_mask, taylorseer, teacache)
 from .spec import COMMON_KNOBS, Knob, Method, PolicyContext
 
 METHODS: dict[str, Method] = {m.id: m for m in (
@@ -26,6 +26,7 @@ METHODS: dict[str, Method] = {m.id: m for m in (
     easycache.METHOD,
     fixed_interval.METHOD,
     step_mask.METHOD,
+    pab.METHOD,
 )}
 
 

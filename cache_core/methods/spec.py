@@ -127,6 +127,10 @@ COMMON_KNOBS: tuple = (
     Knob("predictor_order", "int", 1, ORDER_KNOB.tooltip, 1, 4, advanced=True),
     AXIS_KNOB,
     Knob("verbose", "bool", False, "Log every step's decision and metric.", advanced=True),
+    Knob("cfg_cache_interval", "int", 0, "CFG-Cache (FasterCache): run the unconditional branch only every N-th "
+                                         "step (while t < 641) and rebuild it in between from the conditional "
+                                         "output and the cached, frequency-compensated difference; works with "
+                                         "every method. 0 = off. Useful: 2-5.", 0, 100, advanced=True),
 )
 
 
