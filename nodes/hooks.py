@@ -16,7 +16,7 @@ import logging
 from ..cache_core import distributed
 from ..cache_core.eager import eager_frame
 from ..cache_core.engine import STREAM_KEYS
-from . import events
+from . import events, guidance
 from .passes import pass_variant, predict_noise_wrapper
 from .holder import GROUP_KEY, HOLDER_KEY, RUN_KEY
 
@@ -74,6 +74,9 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     options[RUN_KEY] = run
     options[GUARD_KEY] = _BlockGuard()
     _own_block_patches(options, holder)
+    guidance.start_cfg_cache(run, holder.config, model.model_sampling)
+    if holder.config.method == "pab":
+        guidance.start_pab(run, options, holder.config.params, model.model_sampling)
     log.info("Diffusion Cache enabled - %s on %s (%s)", holder.config.describe(), holder.architecture.name,
              "block spans" if run.granularity == "stack" else "whole model calls")
     try:
@@ -88,6 +91,7 @@ def _end_run(holder, run) -> None:
     (or the exception that stopped it), so each part logs its own failure."""
     try:
         stats = run.finish()
+        guidance.end_run_extras(run, stats)
     except Exception:
         log.exception("Diffusion Cache: ending the run failed")
         return
@@ -154,15 +158,29 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     conds = args[1] if len(args) > 1 else kwargs.get("conds")
     timestep = args[3] if len(args) > 3 else kwargs.get("timestep")
+    variant = pass_variant(conds, model_options)
+    x = args[2] if len(args) > 2 else kwargs.get("x_in")
+    cfg = guidance.cfg_plan(run, conds, x, timestep, variant)      # CFG-Cache: drop the uncond this step?
+    if cfg is not None and cfg[0]:
+        conds = [conds[0], None]
+        args, kwargs = _with_conds(args, kwargs, conds)
     branches = tuple("cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
                      for i, c in enumerate(conds or []) if c is not None)
-    run.begin_evaluation(float(timestep.flatten()[0]), branches, pass_variant(conds, model_options))
+    run.begin_evaluation(float(timestep.flatten()[0]), branches, variant)
     try:
         out = executor(*args, **kwargs)
         _warn_if_unreached(run, model_options["transformer_options"].get(GUARD_KEY))
+        if cfg is not None:
+            out = guidance.cfg_finish(run, cfg, variant, out, x, timestep)
         return out
     finally:
         run.end_evaluation()
+
+
+def _with_conds(args, kwargs, conds):
+    if len(args) > 1:
+        return (args[0], conds) + tuple(args[2:]), kwargs
+    return args, {**kwargs, "conds": conds}
 
 
 def _warn_if_unreached(run, guard) -> None:
@@ -203,6 +221,9 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     uuids = options.get("uuids") or ["batch"]
     sigmas = options.get("sigmas")
     sigma = float(sigmas.flatten()[0]) if sigmas is not None else None
+    cursor = guidance.cursor_of(options)
+    if cursor is not None:
+        cursor.enter_block(None)       # attention before the first block (refiners) is its own
     implicit = run.evaluation is None
     if implicit:
         run.begin_evaluation(sigma if sigma is not None else run.sigmas[0])
@@ -248,6 +269,9 @@ def make_block_patch(global_index: int, previous=None, token: str | None = None)
         if run is None or guard is None or global_index in guard.active:
             return original(args)     # not sampling with a cache, or a copy of ours inside another pack's patch
         guard.active.add(global_index)
+        cursor = guidance.cursor_of(options)
+        if cursor is not None:
+            cursor.enter_block(global_index)     # PAB: the block the attention calls run in
         try:
             return run.block(global_index, args, original, keys=options.get("uuids") or ())
         finally:
