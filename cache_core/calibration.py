@@ -30,13 +30,15 @@ class CalibrationRecorder:
         self.input_changes: list[float] = []
         self.output_changes: list[float] = []
         self.residual_ratios: list[float] = []
+        self.lag_changes: list[list] = []      # per step: rel_l1(y_{k-d}, y_k) for d = 1, 2, ... (budget plans)
 
     def add(self, sigma: float, input_change: float | None, output_change: float | None,
-            residual_ratio: float | None) -> None:
+            residual_ratio: float | None, lag_changes=None) -> None:
         self.sigmas.append(float(sigma))
         self.input_changes.append(np.nan if input_change is None else float(input_change))
         self.output_changes.append(np.nan if output_change is None else float(output_change))
         self.residual_ratios.append(1.0 if residual_ratio is None else float(residual_ratio))
+        self.lag_changes.append(_clean(lag_changes or []))
 
     def to_profile(self, name: str, architecture: str, probe: str) -> Profile:
         if len(self.sigmas) < 3:
@@ -46,6 +48,8 @@ class CalibrationRecorder:
         curve = MagnitudeCurve.from_step_ratios(self.sigmas, ratios)
         recorded = {"sigmas": self.sigmas, "input_changes": _clean(self.input_changes),
                     "output_changes": _clean(self.output_changes), "residual_ratios": ratios}
+        if any(self.lag_changes):
+            recorded["residual_lag_changes"] = self.lag_changes
         return Profile(name=name, architecture=architecture, teacache_coefficients=coeffs,
                        teacache_probe=probe, magnitude=curve, source="calibrated", recorded=recorded)
 

@@ -103,3 +103,44 @@ def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torc
         mask = mask & keep.view(shape)
     low = torch.fft.ifftn(spectrum * mask, dim=dims).real
     return low, f - low
+
+
+def chebyshev_basis(tau: float, size: int) -> list[float]:
+    """[T_0(tau), ..., T_{size-1}(tau)]: T_0 = 1, T_1 = tau, T_m = 2 tau T_{m-1} - T_{m-2}."""
+    out = [1.0, float(tau)][:max(size, 0)]
+    while len(out) < size:
+        out.append(2.0 * tau * out[-1] - out[-2])
+    return out
+
+
+DTYPE = torch.float32          # the published solve: fp32 Cholesky
+
+
+def ridge_weights(xtx: torch.Tensor, basis: Sequence[float], lam: float) -> torch.Tensor:
+    """a = (X^T X + lam I)^-1 T(tau*): the forecast is sum_p a_p (X^T H)_p = T(tau*) C.
+
+    Solved in fp32 by Cholesky; on failure a jitter of 1e-6 * mean(diag) (growing tenfold) is
+    added, and a least-squares solve is the last resort."""
+    p = len(basis)
+    a = xtx[:p, :p].to(DTYPE) + float(lam) * torch.eye(p, dtype=DTYPE)
+    b = torch.tensor(basis, dtype=DTYPE).unsqueeze(1)
+    jitter = 1e-6 * float(a.diagonal().mean().abs()) or 1e-6
+    for attempt in range(4):
+        factor, info = torch.linalg.cholesky_ex(a if attempt == 0 else a + jitter * torch.eye(p, dtype=DTYPE))
+        if int(info) == 0:
+            return torch.cholesky_solve(b, factor).squeeze(1)
+        if attempt:
+            jitter *= 10.0
+    return torch.linalg.lstsq(a.double(), b.double()).solution.squeeze(1).float()
+
+
+def spectrum_blend(cheb: torch.Tensor, last: tuple, prev: tuple | None, x: float, weight: float) -> torch.Tensor:
+    """Spectrum's forecast: (1 - w) * h_lin + w * h_cheb, h_lin the order-1 Newton term
+    h_last + k (h_last - h_prev), k = (x - x_last) / (x_last - x_prev); h_last alone with one point."""
+    x_last, h_last = last
+    h_last = h_last.float()
+    if prev is None or prev[0] == x_last:
+        lin = h_last
+    else:
+        lin = h_last + (x - x_last) / (x_last - prev[0]) * (h_last - prev[1].float())
+    return (1.0 - weight) * lin + weight * cheb

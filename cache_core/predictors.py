@@ -11,10 +11,11 @@ import torch
 
 from .branch_store import BranchStore, split_batch
 from .decisions import Decision, StepContext
-from .forecast import band_split, foca_step, hermite_extrapolate, newton_extrapolate
+from .forecast import (band_split, chebyshev_basis, foca_step, hermite_extrapolate, newton_extrapolate,
+                       ridge_weights, spectrum_blend)
 
 
-PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq")   # what a cached step can return
+PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq", "spectrum")   # what a cached step can return
 
 
 class ReusePredictor:
@@ -54,7 +55,7 @@ class ForecastPredictor(ReusePredictor):
     def __init__(self, store: BranchStore, kind: str = "taylor", order: int = 1, axis: str = "step",
                  hermite_scale: float = 0.5, cutoff: float = 0.1):
         super().__init__(store)
-        if kind not in PREDICTORS[1:]:
+        if kind not in PREDICTORS[1:-1]:
             raise ValueError(f"unknown predictor {kind!r}; choose one of {PREDICTORS}")
         self.name = kind
         self.order = max(1, min(int(order), 4))
@@ -144,7 +145,104 @@ class ForecastPredictor(ReusePredictor):
         self.window.clear()
 
 
+class SpectrumPredictor(ReusePredictor):
+    """Spectrum: a Chebyshev ridge regression over every computed value of the run, blended
+    with the linear term. Per slot and branch it keeps the running sums X^T X (P x P) and
+    X^T H (P values of the feature's shape, fp32) and the last two computed values, not the
+    history. tau = 2 * step / (N - 1) - 1: the run's own steps span [-1, 1].
+
+    Defaults as published: degree M = 4, ridge lambda = 0.1 (it also penalises T_0), blend
+    w = 0.5. With fewer computed values than M + 1 the fit uses the lowest terms only.
+    """
+    decision = Decision.PREDICT
+    name = "spectrum"
+
+    def __init__(self, store: BranchStore, degree: int = 4, lam: float = 0.1, weight: float = 0.5):
+        super().__init__(store)
+        self.size = int(degree) + 1
+        self.lam = float(lam)
+        self.weight = float(weight)
+        self.fits: dict[tuple, dict] = {}         # (slot, key) -> {"xtx", "xth", "count", "last", "prev"}
+        store.listeners.append(self.forget_branch)
+
+    @staticmethod
+    def tau(ctx: StepContext) -> float:
+        return 2.0 * float(ctx.progress) - 1.0
+
+    def _add(self, fit: dict, tau: float, value: torch.Tensor, sign: float) -> None:
+        basis = torch.tensor(chebyshev_basis(tau, self.size), dtype=torch.float64)
+        fit["xtx"] += sign * torch.outer(basis, basis)
+        v = value.float()
+        for p, b in enumerate(basis.tolist()):
+            fit["xth"][p].add_(v, alpha=sign * b)
+        fit["count"] += 1 if sign > 0 else -1
+
+    def record(self, slot, keys, value, ctx) -> None:
+        super().record(slot, keys, value, ctx)
+        if value is None or ctx.stage > 0:
+            return
+        tau = self.tau(ctx)
+        for key, chunk in split_batch(value, keys).items():
+            chunk = chunk.detach()
+            fit = self.fits.get((slot, key))
+            if fit is None or fit["last"][1].shape != chunk.shape or fit["last"][1].device != chunk.device:
+                fit = self.fits[(slot, key)] = {
+                    "xtx": torch.zeros(self.size, self.size, dtype=torch.float64),
+                    "xth": torch.zeros((self.size,) + tuple(chunk.shape), dtype=torch.float32, device=chunk.device),
+                    "count": 0, "last": (tau, chunk), "prev": None}
+            elif fit["last"][0] == tau:               # the same step computed again: keep the newest
+                self._add(fit, tau, fit["last"][1], -1.0)
+            else:
+                fit["prev"] = fit["last"]
+            self._add(fit, tau, chunk, 1.0)
+            fit["last"] = (tau, chunk)
+
+    def _forecast(self, slot, key, tau) -> torch.Tensor | None:
+        fit = self.fits.get((slot, key))
+        if fit is None or fit["count"] <= 0:
+            return None
+        size = min(self.size, fit["count"])
+        a = ridge_weights(fit["xtx"], chebyshev_basis(tau, size), self.lam).tolist()
+        cheb = sum(fit["xth"][p] * a[p] for p in range(size))
+        return spectrum_blend(cheb, fit["last"], fit["prev"], tau, self.weight)
+
+    def predict(self, slot, keys, ctx):
+        tau = self.tau(ctx)
+        parts = []
+        for key in keys:
+            f = self._forecast(slot, key, tau)
+            if f is None:
+                return super().predict(slot, keys, ctx)
+            parts.append(f)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        last = self.store.get(slot, keys)
+        if last is None:
+            return out
+        if last.dtype.is_floating_point:           # sanitise before a narrow dtype: no inf, no nan
+            big = torch.finfo(last.dtype).max
+            out = torch.nan_to_num(out, nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
+        return out.to(last.dtype)
+
+    def forget_branch(self, key) -> None:
+        for slot_key in [sk for sk in self.fits if sk[1] == key]:
+            del self.fits[slot_key]
+
+    def nbytes(self) -> int:
+        total = super().nbytes()
+        for fit in self.fits.values():
+            total += fit["xth"].numel() * 4
+            total += sum(t.numel() * t.element_size() for t in (fit["last"][1], (fit["prev"] or (0, None))[1])
+                         if t is not None)
+        return total
+
+    def clear(self) -> None:
+        super().clear()
+        self.fits.clear()
+
+
 def make_predictor(kind: str, store: BranchStore, order: int = 1, axis: str = "step") -> ReusePredictor:
     if kind == "reuse":
         return ReusePredictor(store)
+    if kind == "spectrum":
+        return SpectrumPredictor(store)
     return ForecastPredictor(store, kind, order, axis)

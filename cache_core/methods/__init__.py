@@ -6,8 +6,8 @@ and the tests' method list all come from ``METHODS``.
 """
 from __future__ import annotations
 
-from . import (dbcache, dbcache_hybrid, deepcache, delta_dit, easycache, first_block, fixed_interval, foca,
-               freqca, hicache, magcache, pab, speca, step_mask, taylorseer, teacache)
+from . import (budget, dbcache, dbcache_hybrid, deepcache, delta_dit, easycache, first_block, fixed_interval,
+               foca, freqca, hicache, magcache, pab, speca, spectrum, step_mask, taylorseer, teacache)
 from .spec import COMMON_KNOBS, Knob, Method, PolicyContext
 
 METHODS: dict[str, Method] = {m.id: m for m in (
@@ -21,11 +21,13 @@ METHODS: dict[str, Method] = {m.id: m for m in (
     foca.METHOD,
     freqca.METHOD,
     speca.METHOD,
+    spectrum.METHOD,
     teacache.METHOD,
     magcache.METHOD,
     easycache.METHOD,
     fixed_interval.METHOD,
     step_mask.METHOD,
+    budget.METHOD,
     pab.METHOD,
 )}
 

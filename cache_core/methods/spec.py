@@ -85,6 +85,7 @@ class PolicyContext:
     reduce: str = "max"             # how per-sample metrics combine
     predictor_order: int = 1
     predictor_axis: str = "step"
+    schedule: Any = None            # the shared guards (config.ScheduleConfig): steps always computed
 
 
 # node inputs whose value 0 means "this method's default"
@@ -122,8 +123,8 @@ COMMON_KNOBS: tuple = (
          advanced=True),
     Knob("predictor", "combo", "auto", "What skipped steps return. auto = the method's own; reuse = the last "
                                        "computed value; taylor / hermite / foca / freq = a forecast from the "
-                                       "computed ones.", choices=("auto", "reuse", "taylor", "hermite", "foca",
-                                                                   "freq"), advanced=True),
+                                       "computed ones; spectrum = a Chebyshev ridge fit over all of them.",
+         choices=("auto", "reuse", "taylor", "hermite", "foca", "freq", "spectrum"), advanced=True),
     Knob("predictor_order", "int", 1, ORDER_KNOB.tooltip, 1, 4, advanced=True),
     AXIS_KNOB,
     Knob("verbose", "bool", False, "Log every step's decision and metric.", advanced=True),

@@ -5,6 +5,7 @@ from typing import Hashable, Sequence
 
 import torch
 
+from ..budget import LAGS
 from ..calibration import CalibrationRecorder
 from ..metrics import rel_l1, token_norm_ratio
 from .base import COMPUTE, Policy, Verdict
@@ -13,6 +14,12 @@ from .base import COMPUTE, Policy, Verdict
 def _tokens_last(t: torch.Tensor) -> torch.Tensor:
     """[B, C, ...spatial] latent -> [B, tokens, C]; transformer streams are already [B, T, D]."""
     return t.flatten(2).transpose(1, 2) if t.ndim >= 4 else t
+
+
+def _pooled(rows: torch.Tensor) -> torch.Tensor:
+    """[tokens, C] averaged over groups of 8 tokens: what the budget's edge costs compare."""
+    n = rows.shape[0] // 8 * 8
+    return rows[:n].reshape(-1, 8, rows.shape[-1]).mean(1) if n else rows
 
 
 class CalibrationPolicy(Policy):
@@ -29,6 +36,7 @@ class CalibrationPolicy(Policy):
     def begin_run(self, sigmas) -> None:
         self.prev_probe = self.prev_output = self.prev_residual = None
         self.pending = None
+        self.recent: list = []      # the last LAGS residuals, pooled by 8 over tokens (budget plans)
 
     def _flush(self) -> None:
         if self.pending is not None:
@@ -43,7 +51,7 @@ class CalibrationPolicy(Policy):
             if self.prev_probe is not None and self.prev_probe.shape == p.shape:
                 change = rel_l1(p, self.prev_probe)
             self.prev_probe = p.detach().clone()
-        self.pending = [ctx.sigma, change, None, None]
+        self.pending = [ctx.sigma, change, None, None, None]
         return Verdict(COMPUTE, change, None, "calibration")
 
     def observe_output(self, ctx, keys, x, output) -> None:
@@ -71,10 +79,15 @@ class CalibrationPolicy(Policy):
         if self.prev_residual is not None and self.prev_residual.shape == current.shape:
             self.pending[3] = token_norm_ratio(current, self.prev_residual)
         self.prev_residual = current.detach().clone()
+        pooled = _pooled(current.detach())
+        self.recent = [r for r in self.recent if r.shape == pooled.shape]
+        self.pending[4] = [rel_l1(r, pooled) for r in reversed(self.recent)]
+        self.recent = (self.recent + [pooled])[-LAGS:]
 
     def release(self) -> None:
         self._flush()
         self.prev_probe = self.prev_output = self.prev_residual = None
+        self.recent = []
 
     def finish(self) -> CalibrationRecorder:
         self._flush()

@@ -13,5 +13,5 @@ if TYPE_CHECKING:
 def make_policy(config: "CacheConfig", profile: "Profile | None" = None) -> Policy:
     from ..methods import PolicyContext
     context = PolicyContext(profile=profile, reduce=config.reduce, predictor_order=config.predictor_order,
-                            predictor_axis=config.predictor_axis)
+                            predictor_axis=config.predictor_axis, schedule=config.schedule)
     return config.spec.policy(config.params, context)

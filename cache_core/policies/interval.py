@@ -1,6 +1,7 @@
 """Static schedules: fixed interval (FORA-style) and an explicit step mask (SCM)."""
 from __future__ import annotations
 
+import math
 from typing import Hashable, Sequence
 
 from .base import COMPUTE, REUSE, Policy, Verdict
@@ -94,3 +95,50 @@ class StepMaskPolicy(Policy):
         if forced or bit:
             return Verdict(COMPUTE, float(bit), None, forced or "mask")
         return Verdict(REUSE, float(bit), None)
+
+
+def spectrum_warmup(warmup: int, steps: int) -> int:
+    """Spectrum's warm-up (5 published), capped at a quarter of a short run so that it still caches."""
+    return max(0, min(int(warmup), max(1, steps // 4)))
+
+
+class AdaptiveWindowPolicy(FixedIntervalPolicy):
+    """Spectrum's schedule: the first ``warmup`` steps computed, then a fixed interval that grows
+    by ``alpha`` after every computed step past the warm-up (intervals floor(N0 + k alpha))."""
+    name = "spectrum"
+
+    def __init__(self, window: int = 2, alpha: float = 0.75, warmup: int = 5):
+        super().__init__(window)
+        self.window, self.alpha, self.warmup = int(window), float(alpha), int(warmup)
+        self.warmup_steps = self.warmup
+        self.size = float(window)
+
+    def begin_run(self, sigmas) -> None:
+        super().begin_run(sigmas)
+        self.warmup_steps = spectrum_warmup(self.warmup, max(len(sigmas) - 1, 0))
+        self.size = float(self.window)
+        self.interval = self.window
+
+    def due(self, ctx) -> bool:
+        return ctx.step < self.warmup_steps or super().due(ctx)
+
+    def ran(self, ctx, computed: bool) -> None:
+        super().ran(ctx, computed)
+        if computed and ctx.step >= self.warmup_steps:
+            self.size += self.alpha
+            self.interval = max(1, int(math.floor(self.size + 1e-9)))
+
+
+def simulate(policy: Policy, steps: int, sigmas: Sequence[float] | None = None) -> list[int]:
+    """The steps ``policy`` computes in a run of ``steps`` steps when nothing else forces one."""
+    from ..decisions import StepContext
+    sigmas = list(sigmas) if sigmas is not None else [1.0 - i / steps for i in range(steps)] + [0.0]
+    policy.begin_run(sigmas)
+    computed = []
+    for step in range(steps):
+        ctx = StepContext(0, step, steps, 0, float(sigmas[step]), step / max(steps - 1, 1))
+        verdict = policy.decide(ctx, ("cond",), None, None)
+        policy.ran(ctx, verdict.decision == COMPUTE)
+        if verdict.decision == COMPUTE:
+            computed.append(step)
+    return computed
