@@ -106,6 +106,8 @@ class Row:
     passes_cached: float | None = None    # ... on reused / forecast steps
     transient_mb: float | None = None     # the cache's peak transient bytes in one evaluation (MB)
     error: str | None = None              # the exception, when this setting could not run
+    attention_skipped_share: float | None = None   # PAB: share of attention calls that reused their output
+    cfg_uncond_skipped: int | None = None          # CFG-Cache: unconditional evaluations rebuilt, not run
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -138,7 +140,7 @@ def settle_server_module() -> bool:
 def methods_catalogue():
     """(our methods in METHODS order, baseline names)."""
     pack = comfy_host.load_pack()
-    ours = list(pack.cache_core.methods.METHODS)
+    ours = list(pack.cache_core.methods.METHODS) + [CFG_CACHE]
     return ours, list(BASELINES)
 
 
@@ -408,31 +410,51 @@ def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_comput
                times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions)
 
 
-def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: str | None, opts: Options):
-    """(kind, method, setting, inputs, run) for every row of one model; ``run()`` measures it."""
-    import nodes
-    pack = bench.pack
+# CFG-Cache is an input every method takes (cfg_cache_interval); its rows, named "cfg_cache" in --methods
+# and in the table: alone (on a method that computes every step) and with TaylorSeer
+CFG_CACHE = "cfg_cache"
+CFG_CACHE_CASES = (("fixed_interval", {"interval": 1, "cfg_cache_interval": 3}),
+                   ("taylorseer", {"interval": 4, "cfg_cache_interval": 3}))
+
+
+def _our_settings(ours: list[str], profile: str | None, opts: Options):
+    """(method, setting, inputs) of every row of ours: each method's sweep, then the CFG-Cache rows."""
     for method in ours:
+        if method == CFG_CACHE:
+            continue
         knob, values, fixed = sweep_for(method, opts.quick)
         for value in values:
             inputs = {"method": method, knob: value}
             inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
+            yield method, f"{knob}={fmt_value(value)}", inputs
+    if CFG_CACHE in ours:
+        for method, extra in CFG_CACHE_CASES:
+            setting = method + " " + " ".join(f"{k}={fmt_value(v)}" for k, v in extra.items())
+            yield CFG_CACHE, setting, {"method": method, **extra}
 
-            def run(method=method, inputs=inputs, setting=f"{knob}={fmt_value(value)}"):
-                cached = bench.counter.attach(pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
-                holder = cached.model_options["transformer_options"]["diffusion_cache"]
-                m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats)
-                records = m["stats"]["records"]
-                summary = m["stats"]["summary"]
-                row = _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
-                           sum(1 for r in records if r["decision"] == "computed"), len(records),
-                           summary["peak_cache_mb"], "".join(r["decision"][0].upper() for r in records))
-                work = count_cache_work(pack.cache_core.engine, lambda: bench.sample(cached),
-                                        bench.latent["samples"].numel())
-                row.passes_computed, row.passes_cached = work["passes_computed"], work["passes_cached"]
-                row.transient_mb = work["transient_mb"]
-                return row
-            yield "ours", method, f"{knob}={fmt_value(value)}", inputs, run
+
+def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: str | None, opts: Options):
+    """(kind, method, setting, inputs, run) for every row of one model; ``run()`` measures it."""
+    import nodes
+    pack = bench.pack
+    for method, setting, inputs in _our_settings(ours, profile, opts):
+        def run(method=method, inputs=inputs, setting=setting):
+            cached = bench.counter.attach(pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
+            holder = cached.model_options["transformer_options"]["diffusion_cache"]
+            m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats)
+            records = m["stats"]["records"]
+            summary = m["stats"]["summary"]
+            row = _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
+                       sum(1 for r in records if r["decision"] == "computed"), len(records),
+                       summary["peak_cache_mb"], "".join(r["decision"][0].upper() for r in records))
+            work = count_cache_work(pack.cache_core.engine, lambda: bench.sample(cached),
+                                    bench.latent["samples"].numel())
+            row.passes_computed, row.passes_cached = work["passes_computed"], work["passes_cached"]
+            row.transient_mb = work["transient_mb"]
+            row.attention_skipped_share = summary.get("attention_skipped_share")
+            row.cfg_uncond_skipped = summary.get("cfg_uncond_skipped")
+            return row
+        yield "ours", method, setting, inputs, run
     for name in baselines:
         spec = BASELINES[name]
         for value in spec["quick" if opts.quick else "full"]:
@@ -542,7 +564,8 @@ def short_line(row: Row) -> str:
         return f"{row.method:18s} {row.setting:18s} FAILED: {row.error}"
     psnr = "identical" if row.psnr_db is None else f"{row.psnr_db:.2f} dB"
     return (f"{row.method:18s} {row.setting:18s} calls {row.calls_computed:3d}/{row.calls_total:<3d} "
-            f"blocks {row.compute_fraction:.3f}  speedup {row.wall_speedup:.2f}x  PSNR {psnr}  SSIM {row.ssim:.4f}")
+            f"blocks {row.compute_fraction:.3f}  speedup {row.wall_speedup:.2f}x  PSNR {psnr}  SSIM {row.ssim:.4f}"
+            f"{_side_note(asdict(row))}")
 
 
 COLUMNS_NOTE = (
@@ -597,11 +620,23 @@ def markdown_table(result: dict) -> str:
         psnr = "inf" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
         delta = "n/a" if r["delta_peak_mb"] is None else f"{r['delta_peak_mb']:+.1f}"
         method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
-        out.append(f"| {r['model']} | {method} | {r['setting']} | {r['calls_computed']}/{r['calls_total']} | "
+        out.append(f"| {r['model']} | {method} | {r['setting']}{_side_note(r)} | "
+                   f"{r['calls_computed']}/{r['calls_total']} | "
                    f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {_fmt(realised(r), '.2f')} | {psnr} | "
                    f"{r['ssim']:.4f} | {r['extra_mem_mb']:.3f} | {delta} | {_fmt(r.get('passes_computed'), 'g')} | "
                    f"{_fmt(r.get('passes_cached'), 'g')} | {_fmt(r.get('transient_mb'), '.3f')} |")
     return "\n".join(out)
+
+
+def _side_note(row: dict) -> str:
+    """What PAB and CFG-Cache rows add to their setting: the share of attention calls skipped, the
+    unconditional evaluations rebuilt."""
+    notes = []
+    if row.get("attention_skipped_share") is not None:
+        notes.append(f"attention skipped {row['attention_skipped_share']:.0%}")
+    if row.get("cfg_uncond_skipped"):
+        notes.append(f"uncond rebuilt {row['cfg_uncond_skipped']}x")
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def _fmt(v, spec) -> str:
