@@ -77,7 +77,10 @@ class BranchStore:
         parts = [table[k] for k in keys]
         if any(p is None for p in parts):
             return None
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        if len(parts) == 1:
+            return parts[0]
+        joined = _adjacent(parts)
+        return joined if joined is not None else torch.cat(parts, dim=0)
 
     def matches(self, slot: str, keys: Sequence[Hashable], like: torch.Tensor) -> bool:
         """True when ``slot`` holds every key with chunks shaped like ``like``'s chunks."""
@@ -125,6 +128,25 @@ class BranchStore:
             self._note(reason)
         self._slots.clear()
         self._meta.clear()
+
+
+def _adjacent(parts: list) -> torch.Tensor | None:
+    """The batch that ``parts`` are consecutive chunks of, as a view without a copy (they were
+    stored from one batch in this order), or None."""
+    first = parts[0]
+    if not first.is_contiguous():
+        return None
+    storage, start, step = first.untyped_storage().data_ptr(), first.storage_offset(), first.numel()
+    for i, p in enumerate(parts[1:], 1):
+        if p.shape != first.shape or p.dtype != first.dtype or not p.is_contiguous() or \
+                p.untyped_storage().data_ptr() != storage or p.storage_offset() != start + i * step:
+            return None
+    shape = (first.shape[0] * len(parts),) + tuple(first.shape[1:])
+    stride, acc = [], 1
+    for size in reversed(shape):
+        stride.append(acc)
+        acc *= size
+    return first.as_strided(shape, tuple(reversed(stride)))
 
 
 def _short(key) -> str:

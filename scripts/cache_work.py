@@ -4,9 +4,9 @@ A ``TorchDispatchMode`` sees every tensor op of a sampling run. It counts only w
 cache's own code runs (its block and model-call handlers and its end of evaluation);
 the blocks and model calls it hands back to the host are paused again, and so is the
 sampler's own work. What is counted is the cache's work: copies, residuals, forecasts,
-the adds of skipped spans. An op counts as one
-*full-tensor pass* when its output has at least half as many elements as the model's
-input latent (the streams of a block are larger; modulation vectors are smaller).
+the adds of skipped spans. An op (other than a view) counts
+as one *full-tensor pass* when its output has at least half as many elements as the
+model's input latent (the streams of a block are larger; modulation vectors are smaller).
 Counts are kept per evaluation and attributed to its decision, then divided by the
 blocks of that evaluation. The bytes those ops allocate within one evaluation, at the
 most, are the cache's peak transient bytes.
@@ -30,7 +30,7 @@ class _Counter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not self.paused:
+        if not self.paused and not func.is_view:        # a view moves no data
             for t in tree_leaves(out):
                 if isinstance(t, torch.Tensor) and t.numel() >= self.min_numel:
                     self.passes += 1

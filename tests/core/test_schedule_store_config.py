@@ -203,3 +203,17 @@ def test_published_magcache_curves_reproduce_their_ratios_on_their_schedule():
 def test_describe_names_exactly_the_settings_in_use(kwargs, present, absent):
     text = CacheConfig.build(**kwargs).describe()
     assert present in text and absent not in text
+
+
+def test_store_hands_back_a_batch_it_was_given_without_copying():
+    from cache_core.branch_store import BranchStore
+    store = BranchStore()
+    batch = torch.randn(4, 3, 5)
+    store.put("R", ("c", "u"), batch)
+    same = store.get("R", ("c", "u"))
+    assert torch.equal(same, batch) and same.data_ptr() == batch.data_ptr()   # a view, not a copy
+    swapped = store.get("R", ("u", "c"))                                     # another order: a new batch
+    assert torch.equal(swapped, torch.cat([batch[2:], batch[:2]])) and swapped.data_ptr() != batch.data_ptr()
+    store.put("R", ("u",), torch.zeros(2, 3, 5))                             # one branch replaced
+    mixed = store.get("R", ("c", "u"))
+    assert torch.equal(mixed, torch.cat([batch[:2], torch.zeros(2, 3, 5)]))
