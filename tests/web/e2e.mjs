@@ -444,7 +444,10 @@ try {
     };
 
     m.steps.push(await state("loaded"));
-    m.tooltip_hover = { [m.steps[0].method]: await hoverTooltip("interval") };
+    // the first input the loaded method shows (the demo's, or the fixture's built for this server)
+    const knobs = new Set(Object.values(m.description).flatMap((d) => d.inputs));
+    m.hovered = m.steps[0].visible.find((n) => knobs.has(n));
+    m.tooltip_hover = { loaded: await hoverTooltip(m.hovered) };
     m.picked = [await pickMethod("dbcache")];
     m.steps.push(await state("dbcache"));
     m.tooltip_hover.dbcache = await hoverTooltip("threshold");
