@@ -1,0 +1,55 @@
+"""Spectrum and the compute budget through the Diffusion Cache node on tiny models."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_archs  # noqa: E402
+from test_cache_engine import attach, ksample, last_stats, stage0  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cache_node(comfy_nodes, pack):
+    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
+
+
+@pytest.fixture(scope="module")
+def get_tiny(comfy_nodes, tiny_dir):
+    return lambda arch: tiny_archs.build(arch, tiny_dir)
+
+
+def computed(stats) -> list[int]:
+    return [r["step"] for r in stage0(stats) if r["decision"] == "computed"]
+
+
+@pytest.mark.parametrize("arch", ["flux", "wan21"])
+def test_spectrum_forecasts_on_its_schedule(arch, comfy_nodes, cache_node, get_tiny):
+    tiny = get_tiny(arch)
+    ref = ksample(comfy_nodes, tiny, steps=20)
+    model = attach(cache_node, tiny.model, method="spectrum")
+    out = ksample(comfy_nodes, tiny, model=model, steps=20)
+    stats = last_stats(model)
+    assert stats["summary"]["method"] == "spectrum"
+    # warm-up 5 (a quarter of 20 steps), then intervals 2, 2, 3, 4 ...; the last step by the shared guard
+    assert computed(stats) == [0, 1, 2, 3, 4, 6, 8, 11, 15, 19]
+    assert {r["decision"] for r in stage0(stats) if r["step"] not in computed(stats)} == {"forecast"}
+    assert torch.isfinite(out).all()
+    err = float((out - ref).abs().mean() / ref.abs().mean())
+    assert err < 0.5, err
+
+
+@pytest.mark.parametrize("predictor", ["auto", "taylor", "spectrum", "foca"])
+@pytest.mark.parametrize("budget", [{"compute_steps": 8}, {"target_speedup": 4.0}])
+def test_budget_met_exactly_via_node(predictor, budget, comfy_nodes, cache_node, get_tiny):
+    tiny = get_tiny("flux")
+    model = attach(cache_node, tiny.model, method="budget", predictor=predictor, **budget)
+    out = ksample(comfy_nodes, tiny, model=model, steps=28)
+    stats = last_stats(model)
+    steps = computed(stats)
+    assert len(steps) == (8 if "compute_steps" in budget else 7)
+    assert {0, 1, 27} <= set(steps) and torch.isfinite(out).all()
+    assert [r["step"] for r in stage0(stats)] == list(range(28))
