@@ -40,6 +40,24 @@ class ReusePredictor:
     def nbytes(self) -> int:
         return self.store.nbytes()
 
+    def forecast_batch(self, slot, keys, ctx, point, sanitise: bool = False):
+        """Each branch's ``_forecast(slot, key, point)``, reassembled as the batch; the last computed
+        value when a branch has no forecast yet. ``sanitise``: no inf or nan before a narrow dtype."""
+        parts = []
+        for key in keys:
+            f = self._forecast(slot, key, point)
+            if f is None:
+                return ReusePredictor.predict(self, slot, keys, ctx)
+            parts.append(f)
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        last = self.store.get(slot, keys)
+        if last is None:
+            return out
+        if sanitise and last.dtype.is_floating_point:
+            big = torch.finfo(last.dtype).max
+            out = torch.nan_to_num(out, nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
+        return out.to(last.dtype)
+
     def clear(self) -> None:
         self.store.reset()
 
@@ -115,16 +133,7 @@ class ForecastPredictor(ReusePredictor):
         return value
 
     def predict(self, slot, keys, ctx):
-        x = self._x(ctx)
-        parts = []
-        for key in keys:
-            f = self._forecast(slot, key, x)
-            if f is None:
-                return super().predict(slot, keys, ctx)
-            parts.append(f)
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        last = self.store.get(slot, keys)
-        return out.to(last.dtype) if last is not None else out
+        return self.forecast_batch(slot, keys, ctx, self._x(ctx))
 
     def forget_branch(self, key) -> None:
         """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""
@@ -207,21 +216,7 @@ class SpectrumPredictor(ReusePredictor):
         return spectrum_blend(cheb, fit["last"], fit["prev"], tau, self.weight)
 
     def predict(self, slot, keys, ctx):
-        tau = self.tau(ctx)
-        parts = []
-        for key in keys:
-            f = self._forecast(slot, key, tau)
-            if f is None:
-                return super().predict(slot, keys, ctx)
-            parts.append(f)
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-        last = self.store.get(slot, keys)
-        if last is None:
-            return out
-        if last.dtype.is_floating_point:           # sanitise before a narrow dtype: no inf, no nan
-            big = torch.finfo(last.dtype).max
-            out = torch.nan_to_num(out, nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
-        return out.to(last.dtype)
+        return self.forecast_batch(slot, keys, ctx, self.tau(ctx), sanitise=True)
 
     def forget_branch(self, key) -> None:
         for slot_key in [sk for sk in self.fits if sk[1] == key]:
