@@ -7,7 +7,8 @@ and the tests' method list all come from ``METHODS``.
 from __future__ import annotations
 
 from . import (budget, dbcache, dbcache_hybrid, deepcache, delta_dit, easycache, first_block, fixed_interval,
-               foca, freqca, hicache, magcache, pab, speca, spectrum, step_mask, taylorseer, teacache)
+               foca, freqca, guarded_forecast, hicache, magcache, pab, speca, spectrum, step_mask, taylorseer,
+               teacache)
 from .spec import COMMON_KNOBS, Knob, Method, PolicyContext
 
 METHODS: dict[str, Method] = {m.id: m for m in (
@@ -21,6 +22,7 @@ METHODS: dict[str, Method] = {m.id: m for m in (
     foca.METHOD,
     freqca.METHOD,
     speca.METHOD,
+    guarded_forecast.METHOD,
     spectrum.METHOD,
     teacache.METHOD,
     magcache.METHOD,

@@ -1,0 +1,29 @@
+"""Guarded forecast: forecast by default; the interval adapts to the forecast's measured error."""
+from dataclasses import dataclass
+
+from ..policies.guarded import GuardedForecastPolicy
+from .spec import AXIS_KNOB, ORDER_KNOB, Method, ThresholdConfig, threshold_knob
+
+
+@dataclass(frozen=True)
+class GuardedForecastConfig(ThresholdConfig):
+    threshold: float = 0.1
+
+
+METHOD = Method(
+    "guarded_forecast", "Guarded forecast (adaptive interval)", "predictive, guarded",
+    "stack residual, forecast by Taylor extrapolation",
+    "when the interval is reached; each computed step measures the forecast's error there and sets the next "
+    "interval from it (longer while it stays under the threshold, shorter after it does not)",
+    "forecast by default; each computed step checks what the forecast would have returned against the real "
+    "residual (no extra model work) and sets the next interval from that error",
+    GuardedForecastConfig,
+    lambda c, ctx: GuardedForecastPolicy(c.threshold, order=ctx.predictor_order, axis=ctx.predictor_axis,
+                                         reduce=ctx.reduce),
+    knobs=(threshold_knob(0.1, "Relative error of the forecast, measured at each computed step, that the "
+                               "next interval aims for (at most 7 steps forecast in a row; "
+                               "max_consecutive_cached caps it lower).", "0.03-0.4"),
+           ORDER_KNOB, AXIS_KNOB),
+    predictor="taylor",
+    sweep={"knob": "threshold", "full": [0.03, 0.05, 0.1, 0.2, 0.4], "quick": [0.05, 0.2]},
+)

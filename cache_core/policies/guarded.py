@@ -1,0 +1,104 @@
+"""A quality guard for forecasting: forecast by default, compute when the forecast drifts.
+
+The guard costs no model work. At every computed step the real residual of the
+deciding branch is compared with what the forecast from the earlier computed steps
+would have returned there: that is the error the skipped steps just before it made
+(the forecast error grows with the horizon). Like an ODE solver's step-size control,
+the next interval follows from it: with an error ~ h^(k+1) for a forecast of order k
+over h steps, the next interval is ``h * (threshold / error) ** (1 / (k + 1))``,
+at most twice the last one and at most ``max_interval``. The interval grows while the
+check passes and shrinks at once after a failure, per run.
+"""
+from __future__ import annotations
+
+import math
+from typing import Hashable, Sequence
+
+import torch
+
+from ..forecast import newton_extrapolate
+from ..metrics import rel_l1_per_sample
+from .base import COMPUTE, REUSE, Policy, Verdict
+
+
+class GuardedForecastPolicy(Policy):
+    name = "guarded_forecast"
+    probe = None
+    wants_residuals = True          # the engine reports the deciding branch's residuals of full steps
+
+    def __init__(self, threshold: float, max_interval: int = 8, order: int = 1, axis: str = "step",
+                 reduce: str = "max", start_interval: int = 2, safety: float = 0.9, growth: float = 2.0):
+        self.threshold = float(threshold)
+        self.max_interval = max(1, int(max_interval))
+        self.order = max(1, min(int(order), 4))
+        self.axis, self.reduce = axis, reduce
+        self.start_interval = max(1, min(int(start_interval), self.max_interval))
+        self.safety, self.growth = float(safety), float(growth)
+        self.begin_run([])
+
+    def begin_run(self, sigmas) -> None:
+        self.history: list[tuple[float, torch.Tensor]] = []    # (x, residual) of the last computed steps
+        self.pending: list[float] = []     # per-sample errors measured at the last computed step
+        self.pending_order = 0             # the order of the forecast those errors measured
+        self.last_computed: int | None = None
+        self.gap: int | None = None        # steps from the computed step before the last to the last
+        self.interval = self.start_interval
+        self.failures = 0
+
+    def _x(self, ctx) -> float:
+        return float(ctx.sigma) if self.axis == "sigma" else float(ctx.step)
+
+    # ---- what ran ------------------------------------------------------------------
+    def observe_residuals(self, ctx, keys: Sequence[Hashable], residuals: dict) -> None:
+        values = [v for v in residuals.values() if v is not None]
+        if values:
+            self._measure(ctx, torch.cat([v.detach().flatten(1) for v in values], dim=1))
+
+    def observe_output(self, ctx, keys, x, output) -> None:
+        if self.granularity == "output" and output is not None:    # whole calls cached: their output
+            self._measure(ctx, output.detach().flatten(1))
+
+    def _measure(self, ctx, value: torch.Tensor) -> None:
+        if ctx.stage > 0:
+            return
+        x = self._x(ctx)
+        h = [p for p in self.history if p[0] != x and p[1].shape == value.shape]
+        if h:
+            k = min(self.order, len(h) - 1)
+            draft = newton_extrapolate([p[0] for p in h], [p[1] for p in h], x, k)
+            self.pending = rel_l1_per_sample(draft, value).tolist()
+            self.pending_order = k
+        h.append((x, value.clone()))
+        self.history = h[-(self.order + 1):]
+
+    def ran(self, ctx, computed: bool) -> None:
+        if computed:
+            if self.last_computed is not None:
+                self.gap = ctx.step - self.last_computed
+            self.last_computed = ctx.step
+
+    # ---- the decision --------------------------------------------------------------
+    def _adapt(self, error: float) -> None:
+        gap = self.gap or self.interval
+        if error > self.threshold:
+            self.failures += 1
+        if error <= 0:
+            size = gap * self.growth
+        else:
+            size = gap * self.safety * (self.threshold / error) ** (1.0 / (self.pending_order + 1))
+        size = min(size, gap * self.growth)
+        self.interval = max(1, min(self.max_interval, int(math.floor(size + 1e-9))))
+
+    def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
+        error = self.metric_of(self.pending, self.reduce)      # once per decision, agreed across ranks
+        self.pending = []
+        if error is not None:
+            self._adapt(error)
+        since = None if self.last_computed is None else ctx.step - self.last_computed
+        if forced or since is None or since >= self.interval:
+            reason = forced or ("no history" if since is None else f"interval {self.interval} reached")
+            return Verdict(COMPUTE, error, self.threshold, reason)
+        return Verdict(REUSE, error, self.threshold)
+
+    def release(self) -> None:
+        self.begin_run([])
