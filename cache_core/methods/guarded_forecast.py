@@ -7,7 +7,7 @@ from .spec import AXIS_KNOB, ORDER_KNOB, Method, ThresholdConfig, threshold_knob
 
 @dataclass(frozen=True)
 class GuardedForecastConfig(ThresholdConfig):
-    threshold: float = 0.1
+    threshold: float = 0.4
 
 
 METHOD = Method(
@@ -20,10 +20,10 @@ METHOD = Method(
     GuardedForecastConfig,
     lambda c, ctx: GuardedForecastPolicy(c.threshold, order=ctx.predictor_order, axis=ctx.predictor_axis,
                                          reduce=ctx.reduce),
-    knobs=(threshold_knob(0.1, "Relative error of the forecast, measured at each computed step, that the "
-                               "next interval aims for (at most 7 steps forecast in a row; "
-                               "max_consecutive_cached caps it lower).", "0.03-0.4"),
+    knobs=(threshold_knob(0.4, "Relative error of the forecast, measured at each computed step, that the "
+                               "next interval aims for (the first interval is 8 steps, then half of it, then "
+                               "set by the error; max_consecutive_cached caps it).", "0.1-0.6"),
            ORDER_KNOB, AXIS_KNOB),
     predictor="taylor",
-    sweep={"knob": "threshold", "full": [0.03, 0.05, 0.1, 0.2, 0.4], "quick": [0.05, 0.2]},
+    sweep={"knob": "threshold", "full": [0.1, 0.2, 0.3, 0.4, 0.6], "quick": [0.2, 0.4]},
 )

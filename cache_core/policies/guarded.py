@@ -27,7 +27,7 @@ class GuardedForecastPolicy(Policy):
     wants_residuals = True          # the engine reports the deciding branch's residuals of full steps
 
     def __init__(self, threshold: float, max_interval: int = 8, order: int = 1, axis: str = "step",
-                 reduce: str = "max", start_interval: int = 2, safety: float = 0.9, growth: float = 2.0):
+                 reduce: str = "max", start_interval: int = 8, safety: float = 0.9, growth: float = 2.0):
         self.threshold = float(threshold)
         self.max_interval = max(1, int(max_interval))
         self.order = max(1, min(int(order), 4))
@@ -82,6 +82,9 @@ class GuardedForecastPolicy(Policy):
         gap = self.gap or self.interval
         if error > self.threshold:
             self.failures += 1
+        if self.pending_order == 0:       # a plain reuse was measured (one point of history): it says
+            self.interval = max(1, gap // 2)    # little of the forecast; halve the first interval
+            return
         if error <= 0:
             size = gap * self.growth
         else:
