@@ -1,4 +1,15 @@
-"""TeaCache: accumulate the rescaled change of the first block's modulated input."""
+"""TeaCache: accumulate the rescaled change of the first block's modulated input.
+
+The rule (TeaCache, and the TeaCache ComfyUI node): the first call computes; every later
+call adds P(rel_l1(m_i, m_{i-1})) to the accumulator, where m is the probe (block 0's
+modulated input, or Wan's timestep modulation), rel_l1 = mean|m_i - m_{i-1}| / mean|m_{i-1}|
+and P the profile's polynomial; it reuses while the sum stays below the threshold, else it
+computes and the sum starts again from 0. m_{i-1} is the previous call's probe, computed or
+not. A forced step computes and starts the sum again.
+
+``signed``: add P as it is (the published Wan, HunyuanVideo, LTX, Lumina and HiDream code
+does; a fit can dip below 0 for tiny changes) rather than |P| (the ComfyUI node's Flux path).
+"""
 from __future__ import annotations
 
 from typing import Hashable, Sequence
@@ -20,16 +31,22 @@ class TeaCachePolicy(Policy):
     name = "teacache"
     probe = "modulated_input"
 
-    def __init__(self, threshold: float, coefficients: Sequence[float], reduce: str = "max"):
+    def __init__(self, threshold: float, coefficients: Sequence[float], reduce: str = "max",
+                 signed: bool = False):
         self.threshold = float(threshold)
         self.coefficients = [float(c) for c in coefficients]
         self.reduce = reduce
+        self.signed = bool(signed)
         self.previous: dict = {}
         self.accumulator = Accumulator(threshold)
 
     def begin_run(self, sigmas) -> None:
         self.previous = {}
         self.accumulator.reset()
+
+    def rescaled(self, change: float) -> float:
+        value = polyval(self.coefficients, change)
+        return value if self.signed else abs(value)
 
     def decide(self, ctx, keys: Sequence[Hashable], probe, forced) -> Verdict:
         changes = []
@@ -42,4 +59,4 @@ class TeaCachePolicy(Policy):
         if forced or change is None:
             self.accumulator.reset()
             return Verdict(COMPUTE, None, self.threshold, forced or "no previous probe")
-        return self.accumulator.add(abs(polyval(self.coefficients, change)))
+        return self.accumulator.add(self.rescaled(change))
