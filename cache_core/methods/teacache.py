@@ -18,7 +18,11 @@ def make_policy(c, ctx):
     if not coefficients:
         raise ValueError("TeaCache needs a profile with a polynomial; pick a published profile "
                          "or calibrate this model with the Diffusion Cache Calibrate node")
-    return TeaCachePolicy(c.threshold, coefficients, ctx.reduce)
+    # the published fits are used as their code uses them: P as it is, |P| on the ComfyUI
+    # node's Flux path (the Flux fit is positive anyway); a fit of your own adds |P|
+    profile = ctx.profile
+    signed = profile.source == "published" and not profile.name.startswith("flux")
+    return TeaCachePolicy(c.threshold, coefficients, ctx.reduce, signed=signed)
 
 
 METHOD = Method(

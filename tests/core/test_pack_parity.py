@@ -175,3 +175,17 @@ def test_step_mapped_ratios_read_the_recorded_list():
     mapped = step_mapped_ratios(FLUX_CURVE, 20)
     assert mapped == pytest.approx([FLUX_MAG_RATIOS[int(i * 27 / 19)] for i in range(20)])
     assert math.isclose(mapped[0], 1.0)
+
+
+def test_published_fits_are_added_as_their_code_adds_them():
+    from types import SimpleNamespace
+
+    from cache_core.methods.teacache import TeaCacheConfig, make_policy
+    from cache_core.profiles import Profile
+    published = published_profiles()
+
+    def signed(profile):
+        return make_policy(TeaCacheConfig(), SimpleNamespace(profile=profile, reduce="max")).signed
+    assert signed(published["wan2.1_t2v_1.3b_e0"]) and signed(published["hunyuan_video"])
+    assert not signed(published["flux"]) and not signed(published["flux_kontext"])   # the node's Flux path: |P|
+    assert not signed(Profile("mine", "wan21", teacache_coefficients=[1.0, -0.1], source="calibrated"))
