@@ -6,6 +6,8 @@ load and sample through the ordinary ComfyUI path:
 
 * ``flux``: ``comfy.supported_models.Flux`` (dev-style, with the guidance embedder),
   i.e. ``comfy.ldm.flux.model.Flux`` sampled with ``ModelSamplingFlux`` (shift 1.15);
+* ``flux_deep``: the same Flux class, deeper and narrower (4 double + 8 single blocks,
+  width 64), so the first and last blocks are a small share of the model;
 * ``wan``: ``comfy.supported_models.WAN21_T2V``, i.e. ``comfy.ldm.wan.model.WanModel``
   sampled with ``ModelSamplingDiscreteFlow`` (shift 8, multiplier 1000).
 
@@ -24,6 +26,7 @@ training labels are replaced by it).
 Examples::
 
     python scripts/train_tiny.py --arch flux --minutes 25 --threads 1 --seed 0 --out models/tiny
+    python scripts/train_tiny.py --arch flux_deep --minutes 20 --threads 1 --seed 0 --out models/tiny
     python scripts/train_tiny.py --arch wan  --minutes 25 --threads 1 --seed 0 --out models/tiny
     python scripts/train_tiny.py --arch flux --evaluate-only --out models/tiny   # re-measure
 
@@ -71,6 +74,23 @@ FLUX_SHAPES = {
 # detection assumes Flux's full size (3072 wide, 24 heads, rope axes 16/56/56)
 FLUX_OVERRIDES = {"hidden_size": HIDDEN, "context_in_dim": ONEHOT_DIM, "num_heads": 4, "axes_dim": [4, 14, 14]}
 
+# A deeper, narrower Flux: 4 double + 8 single blocks (12 in all) at width 64, so the
+# first and last blocks are a small share of the model (the block-level methods compute
+# them on every step). Same key set as FLUX_SHAPES, only sizes and block counts differ.
+DEEP_HIDDEN = 64
+DEEP_DOUBLE, DEEP_SINGLE = 4, 8
+FLUX_DEEP_SHAPES = {
+    "img_in.weight": (DEEP_HIDDEN, LATENT_CHANNELS * 4),
+    "txt_in.weight": (DEEP_HIDDEN, ONEHOT_DIM),
+    "vector_in.in_layer.weight": (DEEP_HIDDEN, ONEHOT_DIM),
+    "guidance_in.in_layer.weight": (DEEP_HIDDEN, 256),
+    **{f"double_blocks.{i}.img_attn.norm.key_norm.scale": (16,) for i in range(DEEP_DOUBLE)},
+    **{f"single_blocks.{i}.linear1.bias": (7 * DEEP_HIDDEN,) for i in range(DEEP_SINGLE)},
+}
+# 4 heads of 16 channels; rope axes sum to the head width
+FLUX_DEEP_OVERRIDES = {"hidden_size": DEEP_HIDDEN, "context_in_dim": ONEHOT_DIM, "num_heads": 4,
+                       "axes_dim": [4, 6, 6]}
+
 WAN_SHAPES = {
     "patch_embedding.weight": (HIDDEN, LATENT_CHANNELS, 1, 2, 2),
     "head.head.weight": (LATENT_CHANNELS * 4, HIDDEN),
@@ -83,9 +103,17 @@ WAN_TEXT_DIM = 4096  # WanModel's default; detection does not read it from the w
 ARCHS = {
     "flux": {"comfy_class": "Flux", "shapes": FLUX_SHAPES, "overrides": FLUX_OVERRIDES, "file": "flux_tiny",
              "context_dim": ONEHOT_DIM, "pooled": True, "guidance": 3.5, "latent_dims": 4},
+    "flux_deep": {"comfy_class": "Flux", "shapes": FLUX_DEEP_SHAPES, "overrides": FLUX_DEEP_OVERRIDES,
+                  "file": "flux_deep_tiny", "context_dim": ONEHOT_DIM, "pooled": True, "guidance": 3.5,
+                  "latent_dims": 4, "family": "flux"},
     "wan": {"comfy_class": "WAN21_T2V", "shapes": WAN_SHAPES, "overrides": {}, "file": "wan_tiny",
             "context_dim": WAN_TEXT_DIM, "pooled": False, "guidance": None, "latent_dims": 5},
 }
+
+
+def family(arch: str) -> str:
+    """The network family of ``arch`` ("flux" or "wan"): which forward and inputs it trains with."""
+    return ARCHS[arch].get("family", arch)
 
 
 # --------------------------------------------------------------------------- logging
@@ -291,7 +319,7 @@ def init_weights(arch: str, net):
 
         # adaLN-zero: residual branches and the output start at zero.
         zero = []
-        if arch == "flux":
+        if family(arch) == "flux":
             zero += [net.final_layer.linear, net.final_layer.adaLN_modulation[-1]]
             for blk in net.double_blocks:
                 zero += [blk.img_mod.lin, blk.txt_mod.lin]
@@ -363,7 +391,7 @@ def training_transformer_options(arch: str, net) -> dict:
     backward) via ``optimized_attention_override``. Weights and keys are untouched.
     """
     opts = {"optimized_attention_override": _sdpa_override}
-    if arch == "flux":
+    if family(arch) == "flux":
         replace = {}
         for i, blk in enumerate(net.double_blocks):
             def double(args, extra, blk=blk):
@@ -384,7 +412,7 @@ def make_inputs(arch: str, labels, guidance=None):
     """Conditioning tensors for the raw network call."""
     import torch
     oh = onehot(labels)
-    if arch == "flux":
+    if family(arch) == "flux":
         return {"context": oh[:, None, :], "y": oh, "guidance": guidance}
     ctx = torch.zeros(labels.shape[0], 1, WAN_TEXT_DIM)
     ctx[:, 0, :ONEHOT_DIM] = oh
@@ -394,11 +422,11 @@ def make_inputs(arch: str, labels, guidance=None):
 def call_net(arch, model, x_t, sigma, cond, transformer_options):
     ms = model.model_sampling
     xc = ms.calculate_input(sigma, x_t)
-    if arch == "wan":
+    if family(arch) == "wan":
         xc = xc[:, :, None]
     t = ms.timestep(sigma).float()
     out = model.diffusion_model(xc, t, transformer_options=transformer_options, **cond)
-    if arch == "wan":
+    if family(arch) == "wan":
         out = out[:, :, 0]
     return out
 
@@ -410,7 +438,7 @@ def check_training_forward(arch, model, log):
     g = torch.Generator().manual_seed(123)
     x = torch.randn(3, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE, generator=g)
     sigma = torch.tensor([0.2, 0.6, 0.95])
-    cond = make_inputs(arch, torch.tensor([1, 7, NULL_CLASS]), torch.tensor([1.0, 3.5, 5.0]) if arch == "flux" else None)
+    cond = make_inputs(arch, torch.tensor([1, 7, NULL_CLASS]), torch.tensor([1.0, 3.5, 5.0]) if family(arch) == "flux" else None)
     # give the zero-initialised layers some weight so the comparison means something
     saved = copy.deepcopy(net.state_dict())
     with torch.no_grad():
@@ -583,7 +611,7 @@ def train(args, log):
         x0 = data[idx]
         lab = labels[idx].clone()
         lab[torch.rand(lab.shape[0], generator=gen) < args.uncond_prob] = NULL_CLASS
-        guidance = torch.rand(lab.shape[0], generator=gen) * 4 + 1 if arch == "flux" else None
+        guidance = torch.rand(lab.shape[0], generator=gen) * 4 + 1 if family(arch) == "flux" else None
         noise = torch.randn(x0.shape, generator=gen)
         sigma = sample_sigmas(model, x0.shape[0], gen)
         s = sigma.view(-1, 1, 1, 1)
@@ -629,7 +657,7 @@ def train(args, log):
         sigma = sample_sigmas(model, x0.shape[0], g)
         s = sigma.view(-1, 1, 1, 1)
         x_t = s * noise + (1 - s) * x0
-        gd = torch.full((512,), 3.5) if arch == "flux" else None
+        gd = torch.full((512,), 3.5) if family(arch) == "flux" else None
         model.diffusion_model = ema
         ema_loss = torch.nn.functional.mse_loss(
             call_net(arch, model, x_t, sigma, make_inputs(arch, labels[idx], gd), {}), noise - x0).item()
