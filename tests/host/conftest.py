@@ -45,6 +45,20 @@ def pack(comfy_nodes):
     return comfy_host.load_pack()
 
 
+@pytest.fixture(scope="module")
+def cache_node(comfy_nodes, pack):
+    """The Diffusion Cache node class, as ComfyUI registered it."""
+    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
+
+
+@pytest.fixture(scope="module")
+def get_tiny(comfy_nodes, tiny_dir):
+    """``get_tiny(arch)``: the tiny instance of ``arch`` (tests/host/tiny_archs.py), built once per session."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tiny_archs
+    return lambda arch: tiny_archs.build(arch, tiny_dir)
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """One folder for the tiny architecture instances of the whole session."""

@@ -41,16 +41,6 @@ DEFAULTS = dict(method="fixed_interval", threshold=0.0, interval=2, step_mask="m
 
 
 
-@pytest.fixture(scope="module")
-def cache_node(comfy_nodes, pack):
-    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
-
-
-@pytest.fixture(scope="module")
-def get_tiny(comfy_nodes, tiny_dir):
-    return lambda arch: tiny_archs.build(arch, tiny_dir)
-
-
 def attach(node, model, **inputs):
     """Run the Diffusion Cache node's own ``execute``; return its MODEL output."""
     out = node.execute(model=model, **{**DEFAULTS, **inputs})

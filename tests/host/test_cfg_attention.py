@@ -16,21 +16,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny_archs  # noqa: E402
 from test_cache_engine import (STEPS, _run_both_layouts, attach, ksample, last_stats,  # noqa: E402
                                low_memory, reference)
 
 ARCHS = ["flux", "wan21"]
-
-
-@pytest.fixture(scope="module")
-def cache_node(comfy_nodes, pack):
-    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
-
-
-@pytest.fixture(scope="module")
-def get_tiny(comfy_nodes, tiny_dir):
-    return lambda arch: tiny_archs.build(arch, tiny_dir)
 
 
 def expected_cfg_skips(pack, tiny, interval: int, steps: int = STEPS) -> list[int]:

@@ -22,7 +22,6 @@ import math
 import pytest
 import torch
 
-import tiny_archs
 
 STEPS = 8
 EXPECTED_REUSED = [1, 3, 5]          # fixed_interval, interval 2, warm-up 1, last 1, 8 steps
@@ -31,11 +30,6 @@ EXPECTED_REUSED = [1, 3, 5]          # fixed_interval, interval 2, warm-up 1, la
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def get_tiny(comfy_nodes, tiny_dir):
-    return lambda arch: tiny_archs.build(arch, tiny_dir)
-
 
 @pytest.fixture(scope="module")
 def build(pack):

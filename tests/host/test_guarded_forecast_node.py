@@ -8,18 +8,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny_archs  # noqa: E402
 from test_cache_engine import attach, ksample, last_stats, stage0  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cache_node(comfy_nodes, pack):
-    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
-
-
-@pytest.fixture(scope="module")
-def get_tiny(comfy_nodes, tiny_dir):
-    return lambda arch: tiny_archs.build(arch, tiny_dir)
 
 
 @pytest.mark.parametrize("arch", ["flux", "wan21"])

@@ -15,7 +15,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tiny_archs
 from test_extra_passes import max_diff, slg, stats_of
 
 METHODS = {
@@ -26,11 +25,6 @@ METHODS = {
 }
 SAMPLERS = ["euler", "heun", "dpmpp_2m", "euler_ancestral"]
 CONTEXT_DIM = {"flux": 64, "wan21": 4096}
-
-
-@pytest.fixture(scope="module")
-def get_tiny(comfy_nodes, tiny_dir):
-    return lambda arch: tiny_archs.build(arch, tiny_dir)
 
 
 @pytest.fixture(scope="module")

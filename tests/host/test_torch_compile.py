@@ -22,11 +22,6 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c+
                                 reason="torch.compile's inductor backend needs a C++ compiler on the CPU")
 
 
-@pytest.fixture(scope="module")
-def cache_node(comfy_nodes, pack):
-    return comfy_nodes.NODE_CLASS_MAPPINGS["DiffusionCache"]
-
-
 def compile_node(comfy_nodes, model):
     node = comfy_nodes.NODE_CLASS_MAPPINGS["TorchCompileModel"]
     out = node.execute(model=model, backend="inductor") if hasattr(node, "define_schema") \
