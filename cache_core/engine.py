@@ -81,6 +81,7 @@ class _Call:
     recorded: dict = field(default_factory=dict)       # residuals recorded by this call
     first_block: int | None = None                     # the first block of this call that reached the run
     first_in: torch.Tensor | None = None               # implicit calls: block 0's image input
+    whole: bool = False                                # a stack run's call cached whole: its blocks just run
 
 
 @dataclass
@@ -97,7 +98,7 @@ class _Evaluation:
     passes: dict = field(default_factory=dict)         # variant -> passes begun in this evaluation
 
 
-@eager_methods("model_call", "_deep_call", "block", "_block", "_compute_and_record", "_compute_and_record_per_block")
+@eager_methods("model_call", "_whole_call", "_deep_call", "block", "_block", "_compute_and_record", "_compute_and_record_per_block")
 class CacheRun:
     def __init__(self, config: CacheConfig, policy: Policy, sigmas: Sequence[float],
                  layout: BlockLayout | None = None, window_sigmas: tuple | None = None,
@@ -151,6 +152,12 @@ class CacheRun:
             for key, b in self.run_end.items():
                 self.run_ends.setdefault(b, []).append(key)
         self.inputs_survive: bool | None = None          # do blocks leave their inputs alone? (learned)
+        # a method whose decisions need nothing from inside the call may skip whole calls (cache_level
+        # "output"): every layer is skipped, not just the blocks. Calls with ControlNet residuals still
+        # cache the block span, so that those apply fresh
+        self.whole_calls = (self.granularity == "stack" and policy.probe is None
+                            and getattr(config.params, "cache_level", "blocks") == "output"
+                            and self.front == 0 and self.spans == [(0, self.layout.total)])
 
     # ---- evaluations -------------------------------------------------------------
     def begin_sampler_evaluation(self, sigma: float) -> StepContext:
@@ -309,6 +316,10 @@ class CacheRun:
         ev.calls += 1
         keys = self._branch_keys(keys)
         self.call = _Call(keys, per_block=adds_between_blocks)
+        if self.granularity == "stack" and self.whole_calls and not adds_between_blocks \
+                and isinstance(x, torch.Tensor):
+            self.call.whole = True
+            return self._whole_call(ev, keys, x, run_model, self.layout.total)
         if self.granularity == "stack":
             call = self.call
             try:
@@ -322,7 +333,12 @@ class CacheRun:
             return out
         if self.granularity == "deep":
             return self._deep_call(ev, keys, run_model, run_shallow)
-        ev.blocks_total += 1
+        return self._whole_call(ev, keys, x, run_model, 1)
+
+    def _whole_call(self, ev, keys, x, run_model, blocks: int) -> torch.Tensor:
+        """Compute the whole call, or return its cached (or forecast) output. ``blocks``: what
+        the call counts for in the block statistics (a stack run's call counts its blocks)."""
+        ev.blocks_total += blocks
         slot = "D" if self.policy.caches_output_change else "O"
         # outputs may be shaped unlike the input (conditioning channels concatenated to it): the slot
         # fits when the input is shaped like the one it was recorded for
@@ -338,15 +354,15 @@ class CacheRun:
                 return cached.to(x.device).clone()
             ev.fell_back = True
         out = run_model()
-        ev.blocks_computed += 1
+        ev.blocks_computed += blocks
         if slot == "D" and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] <= x.shape[1]:
             self.predictor.record(slot, keys, out - x[:, :out.shape[1]], ev.ctx)
             self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
         elif slot == "O":
             self.predictor.record(slot, keys, out.clone(), ev.ctx)    # a copy: the host may write into out
             self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
-        if ev.ctx.stage == 0:
-            self._observe(ev.ctx, keys, x, out, None)
+        if ev.ctx.stage == 0:   # a stack run's policy measures what was cached, here the output
+            self._observe(ev.ctx, keys, x, out, {slot: out} if self.granularity == "stack" else None)
         self.call = None
         return out
 
@@ -406,7 +422,7 @@ class CacheRun:
         Models whose forward pass fires no model-call event (SD3's MMDiT) start a
         call implicitly at block 0, with the conditioning ``keys`` of the batch.
         """
-        if self.granularity != "stack":
+        if self.granularity != "stack" or (self.call is not None and self.call.whole):
             return run_block(args)
         if g == 0 and (self.call is None or self.call.implicit):
             self._ensure_evaluation(None).calls += 1

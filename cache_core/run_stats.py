@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 
 def _json_float(x):
@@ -28,11 +28,11 @@ class DecisionRecord:
     block_mask: str = ""      # first call's blocks in order: 1 computed, 0 cached ("" = whole-call caching)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d["sigma"] = _json_float(self.sigma)
-        d["metric"] = _json_float(self.metric)
-        d["threshold"] = _json_float(self.threshold)
-        return d
+        # field by field: it runs once per step (the timeline's event), where asdict's deep copy shows
+        return {"step": self.step, "stage": self.stage, "sigma": _json_float(self.sigma),
+                "branches": [asdict(b) if is_dataclass(b) else b for b in self.branches], "decision": self.decision, "metric": _json_float(self.metric),
+                "threshold": _json_float(self.threshold), "blocks_computed": self.blocks_computed,
+                "blocks_total": self.blocks_total, "reason": self.reason, "block_mask": self.block_mask}
 
 
 @dataclass

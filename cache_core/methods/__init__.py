@@ -45,7 +45,10 @@ def get(method_id: str) -> Method:
 INPUT_ORDER = ("threshold", "interval", "step_mask", "profile", "start_percent", "end_percent", "warmup_steps",
                "last_steps_computed", "max_consecutive_cached", "max_cached_steps", "front_blocks", "back_blocks",
                "delta_cached_blocks", "delta_boundary", "predictor", "predictor_order", "predictor_axis",
-               "deepcache_depth", "deepcache_mode", "magcache_max_skips", "magcache_retention", "verbose")
+               "deepcache_depth", "deepcache_mode", "magcache_max_skips", "magcache_retention", "verbose",
+               "spectrum_alpha", "spectrum_window", "spectrum_warmup", "target_speedup", "compute_steps",
+               "pab_self_range", "pab_cross_range", "pab_temporal_range", "pab_window_start", "pab_window_end",
+               "cfg_cache_interval", "cache_level")
 
 
 def node_inputs() -> list[Knob]:

@@ -139,6 +139,13 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _check_next(config, cls) -> None:
+    """The next config base's checks (configs combine bases such as ``CacheLevelConfig``)."""
+    after = getattr(super(cls, config), "__post_init__", None)
+    if after is not None:
+        after()
+
+
 @dataclass(frozen=True)
 class ThresholdConfig:
     """A method with one threshold; subclasses set its default."""
@@ -146,6 +153,7 @@ class ThresholdConfig:
 
     def __post_init__(self):
         check(self.threshold >= 0, f"threshold must be 0 or more (larger = more reuse); got {self.threshold}")
+        _check_next(self, ThresholdConfig)
 
 
 @dataclass(frozen=True)
@@ -155,3 +163,25 @@ class IntervalConfig:
 
     def __post_init__(self):
         check(self.interval >= 1, f"interval must be 1 or more (1 = never reuse); got {self.interval}")
+        _check_next(self, IntervalConfig)
+
+
+CACHE_LEVELS = ("output", "blocks")
+CACHE_LEVEL_KNOB = Knob(
+    "cache_level", "combo", "output",
+    "What a skipped step rebuilds. output = the model's whole output (every layer skipped, the embeddings and "
+    "the final layer too); blocks = the block span's residual (the embeddings and the final layer still run). "
+    "A model call that carries ControlNet residuals caches the block span either way, so that they apply "
+    "fresh.", choices=CACHE_LEVELS, advanced=True)
+
+
+@dataclass(frozen=True)
+class CacheLevelConfig:
+    """A method whose decisions need nothing from inside the model call (a schedule, a plan, its own
+    forecast's error) can skip the whole call: ``cache_level``."""
+    cache_level: str = "output"
+
+    def __post_init__(self):
+        check(self.cache_level in CACHE_LEVELS,
+              f"cache_level must be one of {', '.join(CACHE_LEVELS)}; got {self.cache_level!r}")
+        _check_next(self, CacheLevelConfig)

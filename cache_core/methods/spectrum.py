@@ -2,11 +2,11 @@
 from dataclasses import dataclass
 
 from ..policies.interval import AdaptiveWindowPolicy
-from .spec import Knob, Method, check
+from .spec import CACHE_LEVEL_KNOB, CacheLevelConfig, Knob, Method, check
 
 
 @dataclass(frozen=True)
-class SpectrumConfig:
+class SpectrumConfig(CacheLevelConfig):
     spectrum_alpha: float = 0.75
     spectrum_window: int = 2
     spectrum_warmup: int = 5
@@ -15,10 +15,11 @@ class SpectrumConfig:
         check(self.spectrum_alpha >= 0, f"spectrum_alpha must be 0 or more; got {self.spectrum_alpha}")
         check(self.spectrum_window >= 1, f"spectrum_window must be 1 or more; got {self.spectrum_window}")
         check(self.spectrum_warmup >= 0, f"spectrum_warmup must be 0 or more; got {self.spectrum_warmup}")
+        super().__post_init__()
 
 
 METHOD = Method(
-    "spectrum", "Spectrum (Chebyshev forecast)", "predictive", "stack residual, forecast by a Chebyshev ridge fit",
+    "spectrum", "Spectrum (Chebyshev forecast)", "predictive", "model output (block residual with a ControlNet), forecast by a Chebyshev ridge fit",
     "after the warm-up, every floor(N0 + k·alpha)-th step (intervals grow)",
     "forecast the cached residual by a Chebyshev ridge regression (degree 4, lambda 0.1) blended with the "
     "linear term; compute at intervals that grow by alpha",
@@ -29,7 +30,8 @@ METHOD = Method(
            Knob("spectrum_window", "int", 2, "N0: the first interval after the warm-up. Useful: 2-3.", 1, 100,
                 advanced=True),
            Knob("spectrum_warmup", "int", 5, "Steps computed before forecasting starts (published 5; at most a "
-                                             "quarter of the run). Useful: 3-5.", 0, 100, advanced=True)),
+                                             "quarter of the run). Useful: 3-5.", 0, 100, advanced=True),
+           CACHE_LEVEL_KNOB),
     predictor="spectrum",
     sweep={"knob": "spectrum_alpha", "full": [0.5, 0.75, 1.5, 3.0], "quick": [0.75, 3.0]},
 )

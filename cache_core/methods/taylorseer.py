@@ -2,6 +2,6 @@
 from ._forecast import forecast_method
 
 METHOD = forecast_method("taylorseer", "TaylorSeer (forecast)", "taylor",
-                         "stack residual, forecast by Taylor (Newton) extrapolation",
+                         "model output (block residual with a ControlNet), forecast by Taylor (Newton) extrapolation",
                          "every N-th step full; in between forecast the cached residual by Taylor extrapolation",
                          sweep_quick=(3, 6))

@@ -217,3 +217,17 @@ def test_store_hands_back_a_batch_it_was_given_without_copying():
     store.put("R", ("u",), torch.zeros(2, 3, 5))                             # one branch replaced
     mixed = store.get("R", ("c", "u"))
     assert torch.equal(mixed, torch.cat([batch[:2], torch.zeros(2, 3, 5)]))
+
+
+def test_a_decision_record_as_json_is_every_field_json_safe():
+    import json
+    from dataclasses import asdict
+
+    from cache_core.engine import PassKey
+    from cache_core.run_stats import DecisionRecord
+    record = DecisionRecord(3, 0, float("inf"), ["c", PassKey(("v", 1), "u")], "reused", float("nan"), 0.1,
+                            0, 4, "", "0000")
+    expected = asdict(record)
+    expected.update(sigma=None, metric=None)
+    assert record.to_json() == expected
+    json.dumps(record.to_json(), allow_nan=False)

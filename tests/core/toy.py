@@ -48,6 +48,9 @@ class ToyModel:
 
 
 def make_run(model: ToyModel, sigmas, method="fixed_interval", **kw) -> CacheRun:
+    """A run of ``method`` on the toy. The toy exercises the block executor, so methods that can
+    cache whole calls cache the block span here unless ``cache_level`` says otherwise."""
+    kw.setdefault("cache_level", "blocks")
     schedule = ScheduleConfig(**{k: kw.pop(k) for k in list(kw) if k in
                                  ("warmup_steps", "last_steps_computed", "max_consecutive_cached",
                                   "start_percent", "end_percent")})

@@ -173,7 +173,8 @@ def test_block_patches_that_never_fire_fall_back_to_whole_calls(comfy_nodes, bui
     tiny = tiny_archs.build(arch, tiny_dir)
     reference = sample(comfy_nodes, tiny, tiny.model)
     for interval in (1, 2):
-        model = build(tiny.model, method="fixed_interval", interval=interval)
+        # block span caching (whole calls would not need the block patches at all)
+        model = build(tiny.model, method="fixed_interval", interval=interval, cache_level="blocks")
         model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, "later_pack",
                                    replacing_wrapper() if how == "replaced" else stripping_wrapper())
         caplog.clear()
