@@ -144,12 +144,13 @@ def methods_catalogue():
     return ours, list(BASELINES)
 
 
-def sweep_for(method: str, quick: bool) -> tuple[str, list, dict]:
-    """(knob, values, fixed inputs) of one of our methods."""
+def sweep_for(method: str, quick: bool) -> tuple[str, list, dict, list]:
+    """(knob, values, fixed inputs, extra settings) of one of our methods; an extra setting is a
+    dict of inputs measured besides the sweep of the knob."""
     pack = comfy_host.load_pack()
     entry = pack.cache_core.methods.METHODS[method].sweep
     values = entry["quick" if quick and "quick" in entry else "full"]
-    return entry["knob"], list(values), dict(entry.get("inputs", {}))
+    return entry["knob"], list(values), dict(entry.get("inputs", {})), [dict(e) for e in entry.get("extra", ())]
 
 
 def fmt_value(v) -> str:
@@ -422,11 +423,12 @@ def _our_settings(ours: list[str], profile: str | None, opts: Options):
     for method in ours:
         if method == CFG_CACHE:
             continue
-        knob, values, fixed = sweep_for(method, opts.quick)
-        for value in values:
-            inputs = {"method": method, knob: value}
+        knob, values, fixed, extra = sweep_for(method, opts.quick)
+        settings = [{knob: value} for value in values] + extra
+        for setting in settings:
+            inputs = {"method": method, **setting}
             inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
-            yield method, f"{knob}={fmt_value(value)}", inputs
+            yield method, " ".join(f"{k}={fmt_value(v)}" for k, v in setting.items()), inputs
     if CFG_CACHE in ours:
         for method, extra in CFG_CACHE_CASES:
             setting = method + " " + " ".join(f"{k}={fmt_value(v)}" for k, v in extra.items())

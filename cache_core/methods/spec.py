@@ -50,7 +50,7 @@ class Method:
     fallback: str | None = None
     unet_only: bool = False
     needs_profile: str | None = None    # "teacache" / "magcache": the profile data it needs
-    sweep: dict = field(default_factory=dict)   # benchmark: {"knob", "full", "quick", "inputs"}
+    sweep: dict = field(default_factory=dict)   # benchmark: {"knob", "full", "quick", "inputs", "extra"}
 
     def make_config(self, inputs: dict):
         """This method's config from flat node inputs (other methods' inputs are ignored).

@@ -106,3 +106,11 @@ def test_demo_end_to_end(flux_tiny, tmp_path):
     assert summary["psnr_db"] is None or summary["psnr_db"] > 10
     assert summary["wall_speedup"] > 0
     assert json.loads((tmp_path / "summary.json").read_text())["success"] is True
+
+
+def test_a_methods_extra_settings_are_measured_besides_its_sweep(pack):
+    import benchmark
+    opts = benchmark.Options(models=["flux_tiny"], methods=["taylorseer"], quick=True)
+    settings = list(benchmark._our_settings(["taylorseer"], None, opts))
+    assert [s for _, s, _ in settings] == ["interval=3", "interval=6", "interval=4 predictor_order=2"]
+    assert settings[-1][2] == {"method": "taylorseer", "interval": 4, "predictor_order": 2}
