@@ -80,6 +80,7 @@ class Options:
     threads: int = 1
     baselines: bool = True
     progress: bool = True
+    settings: list = field(default_factory=list)   # (method, inputs): rows measured besides the sweeps
 
 
 @dataclass
@@ -429,6 +430,8 @@ def _our_settings(ours: list[str], profile: str | None, opts: Options):
             inputs = {"method": method, **setting}
             inputs.update({k: (profile if v == CALIBRATED else v) for k, v in fixed.items()})
             yield method, " ".join(f"{k}={fmt_value(v)}" for k, v in setting.items()), inputs
+    for method, inputs in opts.settings:
+        yield method, " ".join(f"{k}={fmt_value(v)}" for k, v in inputs.items()), {"method": method, **inputs}
     if CFG_CACHE in ours:
         for method, extra in CFG_CACHE_CASES:
             setting = method + " " + " ".join(f"{k}={fmt_value(v)}" for k, v in extra.items())
@@ -492,7 +495,10 @@ def run_benchmark(opts: Options) -> dict:
     device = comfy.model_management.get_torch_device()
 
     ours_all, baselines_all = methods_catalogue()
-    wanted = opts.methods or (ours_all + (baselines_all if opts.baselines else []))
+    wanted = opts.methods or (([] if opts.settings else ours_all) + (baselines_all if opts.baselines else []))
+    bad = [m for m, _ in opts.settings if m not in ours_all or m == CFG_CACHE]
+    if bad:
+        raise SystemExit(f"--setting names unknown method(s) {bad}; choose from {ours_all[:-1]}")
     unknown = [m for m in wanted if m not in ours_all and m not in baselines_all]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {ours_all + baselines_all}")
@@ -783,6 +789,8 @@ def argv_used(opts: Options) -> list[str]:
             out += [f"--{name}", str(value)]
     if not opts.baselines:
         out.append("--no-baselines")
+    for method, inputs in opts.settings:
+        out += ["--setting", method + ":" + ",".join(f"{k}={fmt_value(v)}" for k, v in inputs.items())]
     return out
 
 
@@ -805,11 +813,39 @@ def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
     p.add_argument("--steps", type=int, help="override the model's recommended step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for the whole run)")
+    p.add_argument("--setting", action="append", default=[], metavar="METHOD:KNOB=V[,KNOB=V]",
+                   help="one more row of one of our methods with these inputs (repeatable), e.g. "
+                        "taylorseer:interval=8,predictor_order=2; without --methods only these rows run "
+                        "(and the baselines unless --no-baselines)")
     a = p.parse_args(argv)
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)
     opts = Options(models=split(a.models), methods=split(a.methods), quick=a.quick, repeats=a.repeats,
-                   batch=a.batch, steps=a.steps, seed=a.seed, threads=a.threads, baselines=not a.no_baselines)
+                   batch=a.batch, steps=a.steps, seed=a.seed, threads=a.threads, baselines=not a.no_baselines,
+                   settings=[parse_setting(t) for t in a.setting])
     return opts, a
+
+
+def parse_setting(text: str) -> tuple[str, dict]:
+    """"taylorseer:interval=8,predictor_order=2" -> ("taylorseer", {"interval": 8, "predictor_order": 2})."""
+    method, sep, rest = text.partition(":")
+    inputs = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise SystemExit(f"--setting {text!r}: write METHOD:KNOB=VALUE[,KNOB=VALUE]")
+        inputs[key.strip()] = _value(value.strip())
+    if not sep or not method.strip() or not inputs:
+        raise SystemExit(f"--setting {text!r}: write METHOD:KNOB=VALUE[,KNOB=VALUE]")
+    return method.strip(), inputs
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def main(argv=None) -> int:

@@ -114,3 +114,17 @@ def test_a_methods_extra_settings_are_measured_besides_its_sweep(pack):
     settings = list(benchmark._our_settings(["taylorseer"], None, opts))
     assert [s for _, s, _ in settings] == ["interval=3", "interval=6", "interval=4 predictor_order=2"]
     assert settings[-1][2] == {"method": "taylorseer", "interval": 4, "predictor_order": 2}
+
+
+def test_settings_from_the_command_line_are_rows_of_their_own(pack):
+    import benchmark
+    opts, _ = benchmark.parse_args(["--setting", "taylorseer:interval=8,predictor_order=2",
+                                    "--setting", "budget:target_speedup=6.5,predictor=taylor"])
+    assert opts.settings == [("taylorseer", {"interval": 8, "predictor_order": 2}),
+                             ("budget", {"target_speedup": 6.5, "predictor": "taylor"})]
+    rows = list(benchmark._our_settings([], None, opts))
+    assert [(m, s) for m, s, _ in rows] == [("taylorseer", "interval=8 predictor_order=2"),
+                                           ("budget", "target_speedup=6.5 predictor=taylor")]
+    assert "--setting" in benchmark.argv_used(opts)
+    with pytest.raises(SystemExit, match="METHOD:KNOB=VALUE"):
+        benchmark.parse_args(["--setting", "taylorseer"])
