@@ -8,6 +8,9 @@ kinds of events:
 * ``begin_evaluation(sigma, branches, variant)`` / ``end_evaluation()`` around one pass
   over the conditionings (ComfyUI's ``calc_cond_batch``), possibly split over several
   model calls. Without a sampler evaluation around it, a pass is its own evaluation;
+* ``answer_pass(x, sigma, branches)`` / ``record_pass(x, sigma, outputs)`` inside a pass,
+  for runs that cache whole passes (``pass_level``): the step is decided before the host
+  prepares any model call, and a cached pass returns every branch's output at once;
 * ``model_call(x, keys, branches, run_model)`` for each model call; for
   output-granularity policies it computes or reuses the whole call;
 * ``block(g, args, run_block, probe_fn)`` for each transformer block ``g`` of a
@@ -96,9 +99,11 @@ class _Evaluation:
     explicit: bool = False                             # a sampler evaluation: passes join it
     in_pass: bool = False
     passes: dict = field(default_factory=dict)         # variant -> passes begun in this evaluation
+    pass_computing: bool = False                       # a whole pass decided to compute: its calls just run
+    calls_before_pass: int = 0                         # model calls of this evaluation before that pass
 
 
-@eager_methods("model_call", "_whole_call", "_deep_call", "block", "_block", "_compute_and_record", "_compute_and_record_per_block")
+@eager_methods("answer_pass", "record_pass", "model_call", "_whole_call", "_deep_call", "block", "_block_of_whole_pass", "_block", "_compute_and_record", "_compute_and_record_per_block")
 class CacheRun:
     def __init__(self, config: CacheConfig, policy: Policy, sigmas: Sequence[float],
                  layout: BlockLayout | None = None, window_sigmas: tuple | None = None,
@@ -158,6 +163,12 @@ class CacheRun:
         self.whole_calls = (self.granularity == "stack" and policy.probe is None
                             and getattr(config.params, "cache_level", "blocks") == "output"
                             and self.front == 0 and self.spans == [(0, self.layout.total)])
+        # such a method may also cache whole passes (every model call of one pass over the conditionings,
+        # and the host's work around them); the host says whether its passes allow it (``use_pass_level``)
+        self.pass_level_possible = (policy.probe is None and not policy.caches_output_change
+                                    and (self.whole_calls or self.granularity == "output"))
+        self.pass_level: bool | None = None       # None: not known until the host's first pass
+        self.calls_per_pass = 1                   # model calls of the last computed pass (block statistics)
 
     # ---- evaluations -------------------------------------------------------------
     def begin_sampler_evaluation(self, sigma: float) -> StepContext:
@@ -300,6 +311,60 @@ class CacheRun:
             self.begin_evaluation(sigma if sigma is not None else self.sigmas[0])
         return self.evaluation
 
+    # ---- whole passes ----------------------------------------------------------------
+    def use_pass_level(self, allowed: bool) -> bool:
+        """Fix, once per run at its first pass, whether whole passes are cached: the method must
+        decide from the schedule alone and cache whole outputs, and the host's passes must allow it
+        (no ControlNet residuals, whose fresh values a cached pass would drop). Later calls keep
+        the first answer, so a run never mixes the two caches."""
+        if self.pass_level is None:
+            self.pass_level = bool(allowed) and self.pass_level_possible
+        return self.pass_level
+
+    def answer_pass(self, x: torch.Tensor, sigma: torch.Tensor, branches: Sequence[Hashable]) -> dict | None:
+        """Decide the pass in progress before its model calls. A cached pass returns each branch's
+        output, ``x - sigma * y`` with ``y`` the branch's cached (or forecast) noise prediction
+        ``(x - output) / sigma``; None: the pass computes, and the host reports its outputs with
+        ``record_pass``. ``sigma``: the pass's per-sample (or single) noise level."""
+        ev = self.evaluation
+        keys = self._branch_keys(branches)
+        scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
+        ready = bool(keys) and scale is not None and all(self.predictor.ready("Y", (k,), like=x) for k in keys)
+        verdict = self._decide(keys, None, ready)
+        blocks = self.layout.total if self.layout else 1
+        if verdict.decision != Decision.COMPUTE and ready:
+            ev.calls += 1
+            ev.blocks_total += blocks * self.calls_per_pass
+            return {b: torch.addcmul(x, scale, self.predictor.predict("Y", (k,), ev.ctx).to(x.device), value=-1.0)
+                    for b, k in zip(branches, keys)}
+        if verdict.decision != Decision.COMPUTE:
+            ev.fell_back = True       # nothing usable cached for this pass: compute it
+        ev.pass_computing = True
+        ev.calls_before_pass = ev.calls
+        return None
+
+    def record_pass(self, x: torch.Tensor, sigma: torch.Tensor, outputs: dict) -> None:
+        """The outputs (branch -> tensor) of a pass that ``answer_pass`` left to compute."""
+        ev = self.evaluation
+        if ev is None or not ev.pass_computing:
+            return
+        ev.pass_computing = False
+        self.calls_per_pass = max(1, ev.calls - ev.calls_before_pass)
+        scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
+        if scale is None:
+            return
+        ys = {}
+        for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
+            y = (x - outputs[b]) / scale
+            self.predictor.record("Y", (k,), y, ev.ctx)
+            ys[k] = y
+        if ev.ctx.stage == 0 and ys:
+            lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))
+            if getattr(self.policy, "wants_residuals", False):
+                self.policy.observe_residuals(ev.ctx, (lead,), {"Y": ys[lead]})
+            else:
+                self.policy.observe_output(ev.ctx, (lead,), x, ys[lead])
+
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],
                    sigma: float | None = None, run_shallow: Callable | None = None,
@@ -315,6 +380,16 @@ class CacheRun:
         ev = self._ensure_evaluation(sigma)
         ev.calls += 1
         keys = self._branch_keys(keys)
+        if ev.pass_computing:          # the whole pass was decided (and is recorded) by answer_pass
+            blocks = self.layout.total if self.layout else 1
+            ev.blocks_total += blocks
+            self.call = _Call(keys, whole=True)
+            try:
+                out = run_model()
+            finally:
+                self.call = None
+            ev.blocks_computed += blocks
+            return out
         self.call = _Call(keys, per_block=adds_between_blocks)
         if self.granularity == "stack" and self.whole_calls and not adds_between_blocks \
                 and isinstance(x, torch.Tensor):
@@ -424,6 +499,8 @@ class CacheRun:
         """
         if self.granularity != "stack" or (self.call is not None and self.call.whole):
             return run_block(args)
+        if self.evaluation is not None and self.evaluation.pass_computing:
+            return self._block_of_whole_pass(g, args, run_block)
         if g == 0 and (self.call is None or self.call.implicit):
             self._ensure_evaluation(None).calls += 1
             self.call = _Call(self._branch_keys(tuple(keys) or ("batch",)), implicit=True)
@@ -440,6 +517,16 @@ class CacheRun:
             ev.block_mask.append("1" if ev.blocks_computed > before else "0")
         if call.implicit and g == self.layout.total - 1:
             self._end_implicit_call(ev, call, out)
+        return out
+
+    def _block_of_whole_pass(self, g: int, args: dict, run_block) -> dict:
+        """A block of a computed whole pass on a model without a model-call event (SD3): it runs;
+        block 0 counts a model call."""
+        ev = self.evaluation
+        ev.calls += g == 0
+        ev.blocks_total += 1
+        out = run_block(args)
+        ev.blocks_computed += 1
         return out
 
     def _end_implicit_call(self, ev, call, out) -> None:
@@ -643,6 +730,17 @@ def _chunk_signature(x: torch.Tensor, keys) -> tuple:
     """Shape (per conditioning chunk), dtype and device of a model input."""
     n = max(len(keys), 1)
     return (x.shape[0] // n,) + tuple(x.shape[1:]), x.dtype, x.device
+
+
+def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor | None:
+    """``sigma`` (one value, or one per sample of ``x``) shaped to scale ``x``; None when it cannot."""
+    if not isinstance(sigma, torch.Tensor) or not isinstance(x, torch.Tensor) or x.ndim == 0:
+        return None
+    if sigma.numel() == 1:
+        return sigma.reshape((1,) * x.ndim).to(device=x.device, dtype=x.dtype)
+    if sigma.numel() != x.shape[0]:
+        return None
+    return sigma.reshape((x.shape[0],) + (1,) * (x.ndim - 1)).to(device=x.device, dtype=x.dtype)
 
 
 def _first_tensor(value):

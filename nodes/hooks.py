@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from ..cache_core import distributed
 from ..cache_core.eager import eager_frame
 from ..cache_core.engine import STREAM_KEYS
@@ -164,17 +166,36 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     if cfg is not None and cfg[0]:
         conds = [conds[0], None]
         args, kwargs = _with_conds(args, kwargs, conds)
-    branches = tuple("cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
-                     for i, c in enumerate(conds or []) if c is not None)
+    names = [None if c is None else "cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
+             for i, c in enumerate(conds or [])]
+    branches = tuple(n for n in names if n is not None)
     run.begin_evaluation(float(timestep.flatten()[0]), branches, variant)
     try:
+        whole_pass = run.use_pass_level(getattr(run, "cfg_cache", None) is None
+                                        and _pass_can_be_cached(conds, model_options))
+        if whole_pass:
+            cached = run.answer_pass(x, timestep, branches)
+            if cached is not None:      # none of ComfyUI's per-pass work runs: the cache answers it
+                return [torch.zeros_like(x) if n is None else cached[n] for n in names]
         out = executor(*args, **kwargs)
+        if whole_pass:
+            run.record_pass(x, timestep, {n: o for n, o in zip(names, out) if n is not None})
         _warn_if_unreached(run, model_options["transformer_options"].get(GUARD_KEY))
         if cfg is not None:
             out = guidance.cfg_finish(run, cfg, variant, out, x, timestep)
         return out
     finally:
         run.end_evaluation()
+
+
+def _pass_can_be_cached(conds, model_options) -> bool:
+    """May the run's passes be answered whole from the cache (decided at its first pass)? Not with
+    a ControlNet (its fresh residuals must reach the blocks: those calls cache the block span) nor
+    with ComfyUI's context windows (each window's pass goes through the model call)."""
+    if model_options.get("context_handler") is not None:
+        return False
+    return not any(isinstance(c, dict) and c.get("control") is not None
+                   for cond in conds or [] if cond is not None for c in cond)
 
 
 def _with_conds(args, kwargs, conds):

@@ -67,34 +67,44 @@ def test_hybrid_and_forecasting_methods_run(comfy_nodes, build, tiny_dir, arch, 
     assert stats_of(model)["summary"]["peak_cache_mb"] > 0
 
 
-def _control_wrapper(schedule):
-    """An inner DIFFUSION_MODEL wrapper that adds ControlNet-style residuals, as ComfyUI's
-    ControlNet does, with a per-call strength from ``schedule`` (a list consumed per call)."""
-    def wrapper(executor, *args, **kwargs):
-        x = args[0]
-        strength = schedule.pop(0) if schedule else 0.0
-        tokens = (x.shape[-1] // 2) * (x.shape[-2] // 2)
-        hidden = executor.class_obj.hidden_size
-        add = torch.full((x.shape[0], tokens, hidden), strength, dtype=x.dtype)
-        args = list(args)
-        control = {"input": [add, add], "output": [add, add], "middle": []}
-        if len(args) > 6:
-            args[6] = control
-        else:
-            kwargs["control"] = control
-        return executor(*args, **kwargs)
-    return wrapper
+def _scheduled_control(schedule, hidden):
+    """A ControlNet as ComfyUI's apply-ControlNet nodes put it into the conditioning: a
+    ``comfy.controlnet.ControlBase`` whose ``get_control`` gives the residuals ComfyUI passes to
+    the model call, here with a per-call strength from ``schedule`` (a list consumed per call)."""
+    import comfy.controlnet
+
+    class ScheduledControl(comfy.controlnet.ControlBase):
+        def get_control(self, x_noisy, *rest, **kwargs):
+            strength = schedule.pop(0) if schedule else 0.0
+            tokens = (x_noisy.shape[-1] // 2) * (x_noisy.shape[-2] // 2)
+            add = torch.full((x_noisy.shape[0], tokens, hidden), strength, dtype=x_noisy.dtype)
+            return {"input": [add, add], "output": [add, add], "middle": []}
+
+        def copy(self):
+            c = ScheduledControl()
+            self.copy_to(c)
+            return c
+
+    return ScheduledControl()
+
+
+def _with_control(conditioning, control):
+    return [[t, {**d, "control": control, "control_apply_to_uncond": True}] for t, d in conditioning]
 
 
 def test_controlnet_residuals_still_apply_fresh_on_cached_steps(comfy_nodes, build, tiny_dir):
-    from comfy.patcher_extension import WrappersMP
     tiny = tiny_archs.build("flux", tiny_dir)
+    hidden = tiny.model.model.diffusion_model.hidden_size
     steps = 4   # computed, reused, computed, computed (interval 2, last step computed)
 
     def run(strengths, cached=True):
-        model = build(tiny.model, method="fixed_interval", interval=2 if cached else 1)
-        model.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, "test_control", _control_wrapper(list(strengths)))
-        return tiny_archs.sample(comfy_nodes, tiny, model=model, steps=steps), model
+        model = build(tiny.model, method="fixed_interval", interval=2 if cached else 1) if cached is not None \
+            else tiny.model.clone()
+        control = _scheduled_control(list(strengths), hidden)
+        out = tiny_archs.sample(comfy_nodes, tiny, model=model, steps=steps,
+                                positive=_with_control(tiny.positive, control),
+                                negative=_with_control(tiny.negative, control))
+        return out, model
 
     constant, model = run([0.5] * steps)
     assert [r["decision"] for r in stats_of(model)["records"]] == ["computed", "reused", "computed", "computed"]
@@ -102,9 +112,9 @@ def test_controlnet_residuals_still_apply_fresh_on_cached_steps(comfy_nodes, bui
     # if the control were baked into the cached residual, switching it off on the cached step would not matter
     assert not torch.allclose(constant, no_control_on_cached_step)
     exact_constant, _ = run([0.5] * steps, cached=False)
-    uncached = tiny.model.clone()
-    uncached.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, "test_control", _control_wrapper([0.5] * steps))
-    assert torch.equal(exact_constant, tiny_archs.sample(comfy_nodes, tiny, model=uncached, steps=steps))
+    uncached, _ = run([0.5] * steps, cached=None)
+    assert torch.equal(exact_constant, uncached)
+    assert not torch.allclose(uncached, tiny_archs.sample(comfy_nodes, tiny, steps=steps))   # the control acts
 
 
 def test_lora_patched_model_is_cached_with_its_patches(comfy_nodes, build, tiny_dir):

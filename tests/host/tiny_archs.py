@@ -812,8 +812,9 @@ def build(arch: str, tmp_dir) -> TinyArch:
 
 
 def sample(comfy_nodes, tiny: TinyArch, model=None, steps: int = 3, cfg: float = 2.0, seed: int = 0,
-           sampler: str = "euler", scheduler: str = "simple") -> torch.Tensor:
+           sampler: str = "euler", scheduler: str = "simple", positive=None, negative=None) -> torch.Tensor:
     """Run ComfyUI's KSampler node on ``tiny`` (or a patched clone ``model``); return the latent."""
     out = comfy_nodes.KSampler().sample(model if model is not None else tiny.model, seed, steps, cfg,
-                                        sampler, scheduler, tiny.positive, tiny.negative, dict(tiny.latent))
+                                        sampler, scheduler, tiny.positive if positive is None else positive,
+                                        tiny.negative if negative is None else negative, dict(tiny.latent))
     return out[0]["samples"]

@@ -1,0 +1,84 @@
+"""Whole passes on ComfyUI's samplers: a method that decides from the schedule alone answers a
+cached step in the CALC_COND_BATCH wrapper, before ComfyUI prepares any model call.
+
+* a cached step runs none of ComfyUI's per-pass work (an inner CALC_COND_BATCH wrapper and
+  the model's blocks see only computed steps);
+* on flow and eps models the noise prediction kept per branch, (x - output) / sigma, is the
+  model's own output: whole passes give what whole model calls give;
+* a ControlNet in the conditioning (checked in test_block_level) and CFG-Cache keep the
+  model-call path, as does a run whose first pass could not be answered whole.
+"""
+import pytest
+import torch
+
+import tiny_archs
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def build(comfy_nodes, pack):
+    return pack.nodes.cache_node.build_cached_model
+
+
+def stats_of(model):
+    return model.model_options["transformer_options"]["diffusion_cache"].last_stats
+
+
+def inner_pass_counter(model):
+    """An inner CALC_COND_BATCH wrapper on ``model``: counts the passes that reach ComfyUI's own
+    calc_cond_batch (the cache's wrapper, attached first, is the outer one)."""
+    from comfy.patcher_extension import WrappersMP
+    seen = []
+
+    def count(executor, *args, **kwargs):
+        seen.append(1)
+        return executor(*args, **kwargs)
+    model.add_wrapper_with_key(WrappersMP.CALC_COND_BATCH, "test_count", count)
+    return seen
+
+
+@pytest.mark.parametrize("arch", ["flux", "wan21", "sd3"] + tiny_archs.UNET_ARCHS[:1])
+def test_a_cached_step_runs_none_of_comfyuis_pass(comfy_nodes, build, tiny_dir, arch):
+    tiny = tiny_archs.build(arch, tiny_dir)
+    model = build(tiny.model, method="fixed_interval", interval=2)
+    passes = inner_pass_counter(model)
+    out = tiny_archs.sample(comfy_nodes, tiny, model=model, steps=STEPS)
+    records = stats_of(model)["records"]
+    computed = [r for r in records if r["decision"] == "computed"]
+    assert len(computed) < len(records)
+    assert len(passes) == len(computed), "a cached step reached ComfyUI's calc_cond_batch"
+    for r in records:
+        if r["decision"] != "computed":
+            assert r["blocks_computed"] == 0 and r["blocks_total"] > 0
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("arch", ["flux", "wan21"] + tiny_archs.UNET_ARCHS[:1])
+@pytest.mark.parametrize("inputs", [dict(method="fixed_interval", interval=2),
+                                    dict(method="taylorseer", interval=3),
+                                    dict(method="guarded_forecast", threshold=0.15)])
+def test_whole_passes_give_what_whole_model_calls_give(comfy_nodes, build, tiny_dir, pack, monkeypatch,
+                                                       arch, inputs):
+    tiny = tiny_archs.build(arch, tiny_dir)
+    passes_model = build(tiny.model, **inputs)
+    passes_seen = inner_pass_counter(passes_model)
+    by_pass = tiny_archs.sample(comfy_nodes, tiny, model=passes_model, steps=STEPS)
+    monkeypatch.setattr(pack.nodes.hooks, "_pass_can_be_cached", lambda conds, model_options: False)
+    calls_model = build(tiny.model, **inputs)
+    calls_seen = inner_pass_counter(calls_model)
+    by_call = tiny_archs.sample(comfy_nodes, tiny, model=calls_model, steps=STEPS)
+    decisions = [r["decision"] for r in stats_of(passes_model)["records"]]
+    assert decisions == [r["decision"] for r in stats_of(calls_model)["records"]]
+    assert "computed" in decisions and set(decisions) - {"computed"}
+    assert len(calls_seen) == STEPS > len(passes_seen)      # whole calls: every pass reached ComfyUI's
+    assert torch.allclose(by_pass, by_call, rtol=1e-4, atol=1e-4), (by_pass - by_call).abs().max()
+
+
+def test_cfg_cache_keeps_the_model_call_path(comfy_nodes, build, tiny_dir):
+    tiny = tiny_archs.build("flux", tiny_dir)
+    model = build(tiny.model, method="fixed_interval", interval=2, cfg_cache_interval=2)
+    passes = inner_pass_counter(model)
+    tiny_archs.sample(comfy_nodes, tiny, model=model, steps=STEPS)
+    assert len(passes) == STEPS          # every pass reaches ComfyUI: the cache works per model call
+    assert any(r["decision"] != "computed" for r in stats_of(model)["records"])
