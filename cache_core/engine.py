@@ -165,8 +165,10 @@ class CacheRun:
                             and self.front == 0 and self.spans == [(0, self.layout.total)])
         # such a method may also cache whole passes (every model call of one pass over the conditionings,
         # and the host's work around them); the host says whether its passes allow it (``use_pass_level``)
-        self.pass_level_possible = (policy.probe is None and not policy.caches_output_change
+        # (a method that measures the model input, EasyCache, reads the pass's input instead)
+        self.pass_level_possible = (policy.probe in (None, "model_input")
                                     and (self.whole_calls or self.granularity == "output"))
+        self.pass_slot = "YD" if policy.caches_output_change else "Y"   # y, or y - x (the output's change)
         self.pass_level: bool | None = None       # None: not known until the host's first pass
         self.calls_per_pass = 1                   # model calls of the last computed pass (block statistics)
 
@@ -324,19 +326,26 @@ class CacheRun:
     def answer_pass(self, x: torch.Tensor, sigma: torch.Tensor, branches: Sequence[Hashable]) -> dict | None:
         """Decide the pass in progress before its model calls. A cached pass returns each branch's
         output, ``x - sigma * y`` with ``y`` the branch's cached (or forecast) noise prediction
-        ``(x - output) / sigma``; None: the pass computes, and the host reports its outputs with
-        ``record_pass``. ``sigma``: the pass's per-sample (or single) noise level."""
+        ``(x - output) / sigma`` (a method that caches the output's change keeps ``y - x``: y = x + D);
+        None: the pass computes, and the host reports its outputs with ``record_pass``.
+        ``sigma``: the pass's per-sample (or single) noise level."""
         ev = self.evaluation
-        keys = self._branch_keys(branches)
+        keys, slot = self._branch_keys(branches), self.pass_slot
         scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
-        ready = bool(keys) and scale is not None and all(self.predictor.ready("Y", (k,), like=x) for k in keys)
-        verdict = self._decide(keys, None, ready)
+        ready = bool(keys) and scale is not None and all(self.predictor.ready(slot, (k,), like=x) for k in keys)
+        if self.policy.probe == "model_input":      # every branch sees the same input: the lead's decides
+            verdict = self._decide(keys[:1], x, ready)
+        else:
+            verdict = self._decide(keys, None, ready)
         blocks = self.layout.total if self.layout else 1
         if verdict.decision != Decision.COMPUTE and ready:
             ev.calls += 1
             ev.blocks_total += blocks * self.calls_per_pass
-            return {b: torch.addcmul(x, scale, self.predictor.predict("Y", (k,), ev.ctx).to(x.device), value=-1.0)
-                    for b, k in zip(branches, keys)}
+            out = {}
+            for b, k in zip(branches, keys):
+                y = self.predictor.predict(slot, (k,), ev.ctx).to(x.device)
+                out[b] = torch.addcmul(x, scale, x + y if slot == "YD" else y, value=-1.0)
+            return out
         if verdict.decision != Decision.COMPUTE:
             ev.fell_back = True       # nothing usable cached for this pass: compute it
         ev.pass_computing = True
@@ -356,7 +365,7 @@ class CacheRun:
         ys = {}
         for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
             y = (x - outputs[b]) / scale
-            self.predictor.record("Y", (k,), y, ev.ctx)
+            self.predictor.record(self.pass_slot, (k,), y - x if self.pass_slot == "YD" else y, ev.ctx)
             ys[k] = y
         if ev.ctx.stage == 0 and ys:
             lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))

@@ -81,7 +81,9 @@ class ForecastPredictor(ReusePredictor):
         self.hermite_scale = hermite_scale
         self.cutoff = cutoff
         self.history: dict[tuple, list] = {}       # (slot, key) -> [(x, tensor), ...] full values
+        #                                            (the frequency split keeps their high band)
         self.window: dict[tuple, list] = {}        # FoCa's rolling window, full or forecast
+        self.low: dict[tuple, list] = {}           # the frequency split: [(x, low band of the last value)]
         store.listeners.append(self.forget_branch)
 
     @property
@@ -102,7 +104,11 @@ class ForecastPredictor(ReusePredictor):
                 h.clear()                          # a new shape starts a new history
             if h and h[-1][0] == x:
                 h.pop()                            # the same point computed again: keep the newest
-            h.append((x, chunk.detach()))
+            value = chunk.detach()
+            if self.name == "freq":                # split once, when recorded, not at every forecast
+                low, value = band_split(value, self.cutoff)
+                self.low[(slot, key)] = [(x, low)]
+            h.append((x, value))
             del h[:-self.depth]
             if self.name == "foca":
                 self.window[(slot, key)] = [(x, chunk.detach())]
@@ -116,11 +122,9 @@ class ForecastPredictor(ReusePredictor):
             return newton_extrapolate(xs, vs, x, self.order)
         if self.name == "hermite":
             return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale)
-        if self.name == "freq":
-            lows_highs = [band_split(v, self.cutoff) for v in vs]
-            low = lows_highs[-1][0]
-            high = hermite_extrapolate(xs, [lh[1] for lh in lows_highs], x, min(self.order, 2), self.hermite_scale)
-            return low + high
+        if self.name == "freq":        # the last low band, and the high band forecast
+            return self.low[(slot, key)][0][1] + hermite_extrapolate(xs, vs, x, min(self.order, 2),
+                                                                     self.hermite_scale)
         # foca
         window = self.window.setdefault((slot, key), [h[-1]])
         anchor, anchor_prev = h[-1], (h[-2] if len(h) > 1 else None)
@@ -137,13 +141,13 @@ class ForecastPredictor(ReusePredictor):
 
     def forget_branch(self, key) -> None:
         """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""
-        for table in (self.history, self.window):
+        for table in (self.history, self.window, self.low):
             for slot_key in [sk for sk in table if sk[1] == key]:
                 del table[slot_key]
 
     def nbytes(self) -> int:
         total = super().nbytes()
-        for table in (self.history, self.window):
+        for table in (self.history, self.window, self.low):
             for entries in table.values():
                 total += sum(t.numel() * t.element_size() for _, t in entries)
         return total
@@ -152,6 +156,7 @@ class ForecastPredictor(ReusePredictor):
         super().clear()
         self.history.clear()
         self.window.clear()
+        self.low.clear()
 
 
 class SpectrumPredictor(ReusePredictor):

@@ -124,4 +124,4 @@ def test_cache_level_is_checked_with_a_message_that_names_the_choices():
         CacheConfig.build(method="fixed_interval", cache_level="everything")
     levelled = [m for m, spec in METHODS.items() if any(k.name == "cache_level" for k in spec.knobs)]
     assert sorted(levelled) == sorted(["fixed_interval", "taylorseer", "hicache", "foca", "freqca",
-                                       "guarded_forecast", "spectrum", "step_mask", "budget"])
+                                       "guarded_forecast", "spectrum", "step_mask", "budget", "magcache"])

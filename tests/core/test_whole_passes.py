@@ -111,8 +111,31 @@ def test_the_host_refusing_whole_passes_keeps_whole_model_calls():
 def test_methods_that_look_inside_the_call_or_cache_blocks_never_cache_whole_passes():
     model = ToyModel(WEIGHTS)
     assert not make_run(model, SIGMAS, interval=2, cache_level="blocks").pass_level_possible
-    assert not make_run(model, SIGMAS, method="easycache").pass_level_possible
     assert not make_run(model, SIGMAS, method="first_block").pass_level_possible
+    assert not make_run(model, SIGMAS, method="dbcache").pass_level_possible
+
+
+def test_easycache_decides_on_the_pass_input_and_keeps_the_change_of_the_prediction():
+    # EasyCache measures the model input and caches the output's change: D = y - x, y = x + D
+    model = ToyModel(WEIGHTS)
+    run = make_run(model, SIGMAS, method="easycache", threshold=100.0, warmup_steps=1, last_steps_computed=1)
+    assert run.pass_level_possible
+    probes = []
+    decide = run.policy.decide
+    run.policy.decide = lambda ctx, keys, probe, forced: probes.append((keys, probe)) or decide(ctx, keys, probe, forced)
+    xs, ys = trajectories()
+    outs, ran = run_passes(run, xs, ys)
+    decisions = [r.decision for r in run.stats.records]
+    assert decisions[0] == decisions[-1] == "computed" and "reused" in decisions
+    assert all(keys == ("cond",) and torch.equal(probe, xs[i]) for i, (keys, probe) in enumerate(probes))
+    last = 0
+    for i, d in enumerate(decisions):
+        if d == "computed":
+            last = i
+            continue
+        for b in ("cond", "uncond"):
+            change = ys[b][last] - xs[last]
+            assert torch.allclose(outs[i][b], denoised(xs[i], SIGMAS[i], xs[i] + change), atol=1e-5)
 
 
 def test_per_sample_noise_levels_scale_each_sample():
