@@ -12,15 +12,63 @@ from typing import Sequence
 import torch
 
 
-def divided_differences(xs: Sequence[float], values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Newton backward divided differences at the newest point: [f[x_n], f[x_n, x_n-1], ...]."""
+def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) frequency bands: over the last two dims of an image-like tensor
+    ([B, C, ..., H, W]) or over the token axis of a token stream ([B, T, D])."""
+    f = t.float()
+    if f.numel() == 0:                 # an empty stream (LTX-2's audio in a video-only run)
+        return f.clone(), f.clone()
+    dims = (-2, -1) if t.ndim >= 4 else (1,)
+    spectrum = torch.fft.fftn(f, dim=dims)
+    mask = torch.ones_like(spectrum.real, dtype=torch.bool)
+    for d in dims:
+        n = f.shape[d]
+        freqs = torch.fft.fftfreq(n, device=f.device).abs()
+        keep = freqs <= cutoff * 0.5 + 1e-9
+        shape = [1] * f.ndim
+        shape[d] = n
+        mask = mask & keep.view(shape)
+    low = torch.fft.ifftn(spectrum * mask, dim=dims).real
+    return low, f - low
+
+
+def weighted_sum(values: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """sum_i weights[i] * values[i], in fp32, one full-tensor op per value with a nonzero weight.
+
+    Every forecast here is linear in the recorded values: its weights depend on the
+    coordinates alone, so they are worked out on scalars and the tensors are touched once."""
+    out = None
+    for v, w in zip(values, weights):
+        if w == 0.0 and out is not None:
+            continue
+        out = v.float() * w if out is None else out.add_(v, alpha=w)
+    return out
+
+
+def _difference_weights(xs: Sequence[float]) -> list[list[float]]:
+    """Newton backward divided differences at the newest point, as weights on the values:
+    row j gives f[x_n, ..., x_n-j] = sum_i row[i] * f(x_i)."""
     n = len(xs)
-    table = [v.float() for v in values]
+    table = [[1.0 if i == j else 0.0 for i in range(n)] for j in range(n)]    # value j as weights
     out = [table[-1]]
     for order in range(1, n):
-        table = [(table[i + 1] - table[i]) / (xs[i + order] - xs[i]) for i in range(len(table) - 1)]
+        table = [[(a - b) / (xs[i + order] - xs[i]) for a, b in zip(table[i + 1], table[i])]
+                 for i in range(len(table) - 1)]
         out.append(table[-1])
     return out
+
+
+def _combine(rows: Sequence[Sequence[float]], factors: Sequence[float]) -> list[float]:
+    return [sum(f * row[i] for row, f in zip(rows, factors)) for i in range(len(rows[0]))]
+
+
+def newton_weights(xs: Sequence[float], x: float) -> list[float]:
+    """Weights on the values at ``xs`` of the polynomial through all of them, at ``x``."""
+    factors, basis = [1.0], 1.0
+    for j in range(1, len(xs)):
+        basis *= (x - xs[-j])
+        factors.append(basis)
+    return _combine(_difference_weights(xs), factors)
 
 
 def newton_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int) -> torch.Tensor:
@@ -31,13 +79,7 @@ def newton_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: f
     """
     k = max(0, min(order, len(xs) - 1))
     xs, values = list(xs)[-(k + 1):], list(values)[-(k + 1):]
-    coeffs = divided_differences(xs, values)
-    result = coeffs[0].clone()
-    basis = 1.0
-    for j in range(1, k + 1):
-        basis *= (x - xs[-j])
-        result = result + coeffs[j] * basis
-    return result
+    return weighted_sum(values, newton_weights(xs, x))
 
 
 def hermite_polynomial(k: int, y: float) -> float:
@@ -59,13 +101,10 @@ def hermite_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: 
     """
     k = max(0, min(order, len(xs) - 1))
     xs, values = list(xs)[-(k + 1):], list(values)[-(k + 1):]
-    coeffs = divided_differences(xs, values)
     dx = x - xs[-1]
-    result = coeffs[0].clone()
-    for j in range(1, k + 1):
-        derivative = coeffs[j] * math.factorial(j)
-        result = result + derivative * (hermite_polynomial(j, scale * dx) * scale ** j / math.factorial(j))
-    return result
+    # D_j * H_j(scale dx) scale^j / j! with D_j = j! f[...]: the j! cancel
+    factors = [1.0] + [hermite_polynomial(j, scale * dx) * scale ** j for j in range(1, k + 1)]
+    return weighted_sum(values, _combine(_difference_weights(xs), factors))
 
 
 def foca_step(anchor: tuple, anchor_prev: tuple | None, recent: tuple, recent_prev: tuple | None,
@@ -80,29 +119,16 @@ def foca_step(anchor: tuple, anchor_prev: tuple | None, recent: tuple, recent_pr
     xa, fa = anchor
     if anchor_prev is None or recent_prev is None:
         return fa.float().clone()
-    slope_full = (fa.float() - anchor_prev[1].float()) / (xa - anchor_prev[0])
-    slope_recent = (recent[1].float() - recent_prev[1].float()) / (recent[0] - recent_prev[0])
-    return fa.float() + (x - xa) / 2.0 * (slope_full + slope_recent)
-
-
-def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(low, high) frequency bands: over the last two dims of an image-like tensor
-    ([B, C, ..., H, W]) or over the token axis of a token stream ([B, T, D])."""
-    f = t.float()
-    if f.numel() == 0:                 # an empty stream (LTX-2's audio in a video-only run)
-        return f.clone(), f.clone()
-    dims = (-2, -1) if t.ndim >= 4 else (1,)
-    spectrum = torch.fft.fftn(f, dim=dims)
-    mask = torch.ones_like(spectrum.real, dtype=torch.bool)
-    for d in dims:
-        n = f.shape[d]
-        freqs = torch.fft.fftfreq(n, device=f.device).abs()
-        keep = freqs <= cutoff * 0.5 + 1e-9
-        shape = [1] * f.ndim
-        shape[d] = n
-        mask = mask & keep.view(shape)
-    low = torch.fft.ifftn(spectrum * mask, dim=dims).real
-    return low, f - low
+    half = (x - xa) / 2.0
+    full, rec = half / (xa - anchor_prev[0]), half / (recent[0] - recent_prev[0])
+    terms: list = []            # (tensor, weight), the same tensor once
+    for t, w in ((fa, 1.0 + full), (anchor_prev[1], -full), (recent[1], rec), (recent_prev[1], -rec)):
+        same = next((i for i, (u, _) in enumerate(terms) if u is t), None)
+        if same is None:
+            terms.append((t, w))
+        else:
+            terms[same] = (t, terms[same][1] + w)
+    return weighted_sum([t for t, _ in terms], [w for _, w in terms])
 
 
 def chebyshev_basis(tau: float, size: int) -> list[float]:
@@ -134,13 +160,11 @@ def ridge_weights(xtx: torch.Tensor, basis: Sequence[float], lam: float) -> torc
     return torch.linalg.lstsq(a.double(), b.double()).solution.squeeze(1).float()
 
 
-def spectrum_blend(cheb: torch.Tensor, last: tuple, prev: tuple | None, x: float, weight: float) -> torch.Tensor:
-    """Spectrum's forecast: (1 - w) * h_lin + w * h_cheb, h_lin the order-1 Newton term
-    h_last + k (h_last - h_prev), k = (x - x_last) / (x_last - x_prev); h_last alone with one point."""
-    x_last, h_last = last
-    h_last = h_last.float()
-    if prev is None or prev[0] == x_last:
-        lin = h_last
-    else:
-        lin = h_last + (x - x_last) / (x_last - prev[0]) * (h_last - prev[1].float())
-    return (1.0 - weight) * lin + weight * cheb
+def spectrum_weights(ridge: Sequence[float], last: tuple, prev: tuple | None, x: float,
+                     weight: float) -> tuple[list[float], list[float]]:
+    """Spectrum's forecast (1 - w) * h_lin + w * h_cheb as weights: on the P sums (X^T H)_p,
+    ``w * ridge[p]``; on (h_last, h_prev), the order-1 Newton term h_last + k (h_last - h_prev),
+    k = (x - x_last) / (x_last - x_prev), times 1 - w (h_last alone with one point)."""
+    x_last = last[0]
+    k = 0.0 if prev is None or prev[0] == x_last else (x - x_last) / (x_last - prev[0])
+    return [weight * a for a in ridge], [(1.0 - weight) * (1.0 + k), -(1.0 - weight) * k]

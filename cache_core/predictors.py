@@ -12,7 +12,7 @@ import torch
 from .branch_store import BranchStore, split_batch
 from .decisions import Decision, StepContext
 from .forecast import (band_split, chebyshev_basis, foca_step, hermite_extrapolate, newton_extrapolate,
-                       ridge_weights, spectrum_blend)
+                       ridge_weights, spectrum_weights, weighted_sum)
 
 
 PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq", "spectrum")   # what a cached step can return
@@ -217,8 +217,9 @@ class SpectrumPredictor(ReusePredictor):
             return None
         size = min(self.size, fit["count"])
         a = ridge_weights(fit["xtx"], chebyshev_basis(tau, size), self.lam).tolist()
-        cheb = sum(fit["xth"][p] * a[p] for p in range(size))
-        return spectrum_blend(cheb, fit["last"], fit["prev"], tau, self.weight)
+        on_sums, on_last = spectrum_weights(a, fit["last"], fit["prev"], tau, self.weight)
+        last, prev = fit["last"][1], (fit["prev"] or (None, fit["last"][1]))[1]
+        return weighted_sum([fit["xth"][p] for p in range(size)] + [last, prev], on_sums + on_last)
 
     def predict(self, slot, keys, ctx):
         return self.forecast_batch(slot, keys, ctx, self.tau(ctx), sanitise=True)

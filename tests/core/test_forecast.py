@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,3 +98,45 @@ def test_forecast_predictor_ignores_extra_stages_and_can_use_sigma():
     p.record("R", ("c",), torch.tensor([[0.5]]), ctx(1, sigma=0.5))
     assert [x for x, _ in p.history[("R", "c")]] == [1.0, 0.5]
     assert float(p.predict("R", ("c",), ctx(2, sigma=0.25))) == pytest.approx(0.25)
+
+
+class _FullTensorOps(TorchDispatchMode):
+    """Counts the ops whose output has ``numel`` elements (full-tensor passes)."""
+
+    def __init__(self, numel):
+        super().__init__()
+        self.numel, self.count = numel, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor) and out.numel() == self.numel:
+            self.count += 1
+        return out
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_a_forecast_touches_each_recorded_value_once(order):
+    # the weights depend on the coordinates alone: one full-tensor op per value
+    xs = [0.0, 1.5, 2.0, 4.0][-(order + 1):]
+    values = [torch.randn(2, 16, 8) for _ in xs]
+    for forecast in (lambda: newton_extrapolate(xs, values, 5.0, order),
+                     lambda: hermite_extrapolate(xs, values, 5.0, order, 0.5)):
+        with _FullTensorOps(values[0].numel()) as ops:
+            forecast()
+        assert 1 <= ops.count <= order + 1     # a value whose weight is zero is skipped
+    with _FullTensorOps(values[0].numel()) as ops:
+        foca_step((2.0, values[-1]), (1.5, values[-2]), (2.0, values[-1]), (1.5, values[-2]), 3.0)
+    assert ops.count == 2             # the anchor and its predecessor, each once
+
+
+def test_weighted_forecasts_match_the_divided_difference_form():
+    # the Newton form written out for three unevenly spaced points
+    xs, x = [0.0, 1.0, 3.0], 4.5
+    values = [torch.randn(3, 5) for _ in xs]
+    d1 = [(values[1] - values[0]) / (xs[1] - xs[0]), (values[2] - values[1]) / (xs[2] - xs[1])]
+    d2 = (d1[1] - d1[0]) / (xs[2] - xs[0])
+    expected = values[2] + d1[1] * (x - xs[2]) + d2 * (x - xs[2]) * (x - xs[1])
+    assert torch.allclose(newton_extrapolate(xs, values, x, 2), expected, atol=1e-5)
+    s, dx = 0.5, x - xs[2]
+    expected_h = values[2] + d1[1] * hermite_polynomial(1, s * dx) * s + 2 * d2 * hermite_polynomial(2, s * dx) * s ** 2 / 2
+    assert torch.allclose(hermite_extrapolate(xs, values, x, 2, s), expected_h, atol=1e-5)
