@@ -106,6 +106,8 @@ class Row:
     passes_computed: float | None = None  # the cache's own full-tensor passes per block, computed steps
     passes_cached: float | None = None    # ... on reused / forecast steps
     transient_mb: float | None = None     # the cache's peak transient bytes in one evaluation (MB)
+    whole_steps: bool | None = None       # ours: every cached step ran nothing of the model (whole calls
+    #                                       or passes), not its first blocks or the layers around them
     error: str | None = None              # the exception, when this setting could not run
     attention_skipped_share: float | None = None   # PAB: share of attention calls that reused their output
     cfg_uncond_skipped: int | None = None          # CFG-Cache: unconditional evaluations rebuilt, not run
@@ -456,6 +458,9 @@ def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: st
                                     bench.latent["samples"].numel())
             row.passes_computed, row.passes_cached = work["passes_computed"], work["passes_cached"]
             row.transient_mb = work["transient_mb"]
+            cached_steps = [r for r in records if r["decision"] != "computed"]
+            row.whole_steps = bool(cached_steps) and all(r["block_mask"] == "" and r["blocks_computed"] == 0
+                                                         for r in cached_steps)
             row.attention_skipped_share = summary.get("attention_skipped_share")
             row.cfg_uncond_skipped = summary.get("cfg_uncond_skipped")
             return row
@@ -673,6 +678,11 @@ def overhead_lines(result: dict) -> list[str]:
         vals = [realised(r) for r in ours if r["method"] == method]
         if vals:
             lines.append(f"  - {method}: median {statistics.median(vals):.3f} (lowest {min(vals):.3f})")
+    for whole, what in ((True, "whose cached steps run nothing of the model"),
+                        (False, "whose cached steps still run part of it (front blocks, embeddings, final layer)")):
+        vals = [realised(r) for r in ours if r.get("whole_steps") is whole]
+        if vals:
+            lines.append(f"  - the {len(vals)} rows {what}: median {statistics.median(vals):.3f}")
     return lines
 
 

@@ -1,7 +1,7 @@
 """Count the tensor work the cache itself does, per block, by decision.
 
 A ``TorchDispatchMode`` sees every tensor op of a sampling run. It counts only while the
-cache's own code runs (its block and model-call handlers and its end of evaluation);
+cache's own code runs (its block, model-call and whole-pass handlers and its end of evaluation);
 the blocks and model calls it hands back to the host are paused again, and so is the
 sampler's own work. What is counted is the cache's work: copies, residuals, forecasts,
 the adds of skipped spans. An op (other than a view) counts
@@ -104,6 +104,7 @@ def count_cache_work(engine_module, sample, latent_numel: int) -> dict:
         return wrapped
 
     with _patched(CacheRun, "block", block), _patched(CacheRun, "model_call", model_call), \
+            _patched(CacheRun, "answer_pass", ours), _patched(CacheRun, "record_pass", ours), \
             _patched(CacheRun, "_finish_evaluation", finish_evaluation), counter:
         sample()
 

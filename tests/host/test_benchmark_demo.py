@@ -62,6 +62,11 @@ def test_benchmark_rows(benchmark_result):
         # interval 2 computes at least every other step: never more than ~half reused
         assert r["calls_computed"] < 6
         assert r["extra_mem_mb"] > 0
+        assert r["whole_steps"] is True       # fixed_interval caches whole passes: nothing of the model runs
+        assert r["passes_cached"] > 0         # ... and the cache's own work answering them is counted
+    import benchmark
+    lines = benchmark.overhead_lines(result)
+    assert any("rows whose cached steps run nothing of the model" in line for line in lines), lines
     methods = {r["method"] for r in rows}
     assert {"comfyui_easycache", "comfyui_lazycache"} <= methods
     for r in rows:
