@@ -334,6 +334,8 @@ class CacheRun:
         scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
         ready = bool(keys) and scale is not None and all(self.predictor.ready(slot, (k,), like=x) for k in keys)
         if self.policy.probe == "model_input":      # every branch sees the same input: the lead's decides
+            if self.pass_id is None and keys and self.lead_branch.key not in keys:
+                self.lead_branch.key = keys[0]      # the first branch of the main pass (its prompt switched)
             verdict = self._decide(keys[:1], x, ready)
         else:
             verdict = self._decide(keys, None, ready)

@@ -19,7 +19,7 @@ from ..cache_core import distributed
 from ..cache_core.eager import eager_frame
 from ..cache_core.engine import STREAM_KEYS
 from . import events, guidance
-from .passes import pass_variant, predict_noise_wrapper
+from .passes import branch_keys, pass_variant, predict_noise_wrapper
 from .holder import GROUP_KEY, HOLDER_KEY, RUN_KEY
 
 log = logging.getLogger("diffusion_cache")
@@ -166,20 +166,20 @@ def calc_cond_batch_wrapper(executor, *args, **kwargs):
     if cfg is not None and cfg[0]:
         conds = [conds[0], None]
         args, kwargs = _with_conds(args, kwargs, conds)
-    names = [None if c is None else "cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
-             for i, c in enumerate(conds or [])]
-    branches = tuple(n for n in names if n is not None)
-    run.begin_evaluation(float(timestep.flatten()[0]), branches, variant)
+    sigma = float(timestep.flatten()[0])
+    keys = branch_keys(conds, sigma, timestep.dtype)
+    branches = tuple(k[0] for k in keys if k is not None)
+    run.begin_evaluation(sigma, branches, variant)
     try:
         whole_pass = run.use_pass_level(getattr(run, "cfg_cache", None) is None
                                         and _pass_can_be_cached(conds, model_options))
         if whole_pass:
-            cached = run.answer_pass(x, timestep, branches)
+            cached = run.answer_pass(x, timestep, tuple(k for k in keys if k is not None))
             if cached is not None:      # none of ComfyUI's per-pass work runs: the cache answers it
-                return [torch.zeros_like(x) if n is None else cached[n] for n in names]
+                return [torch.zeros_like(x) if k is None else cached[k] for k in keys]
         out = executor(*args, **kwargs)
         if whole_pass:
-            run.record_pass(x, timestep, {n: o for n, o in zip(names, out) if n is not None})
+            run.record_pass(x, timestep, {k: o for k, o in zip(keys, out) if k is not None})
         _warn_if_unreached(run, model_options["transformer_options"].get(GUARD_KEY))
         if cfg is not None:
             out = guidance.cfg_finish(run, cfg, variant, out, x, timestep)

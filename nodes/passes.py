@@ -71,3 +71,35 @@ def pass_variant(conds, model_options: dict) -> Hashable:
             _fingerprint(options.get("patches_replace", {})),
             _fingerprint(options.get("patches", {})),
             _conds_layout(conds))
+
+
+def branch_keys(conds, sigma: float, dtype=None) -> list:
+    """Per conditioning of a pass (None where absent): its name and the entries that apply at
+    ``sigma``. A conditioning whose entries switch within the run (ConditioningSetTimestepRange
+    with ConditioningCombine: one prompt early, another late) is then another branch once the
+    switch happens, with a cache of its own, as ComfyUI would evaluate another prompt. ``dtype``:
+    the sigma tensor's, in which ComfyUI compares it with the range (at the boundary both apply)."""
+    keys = []
+    for i, cond in enumerate(conds or []):
+        if cond is None:
+            keys.append(None)
+            continue
+        name = "cond" if i == 0 else "uncond" if i == 1 else f"cond{i}"
+        active = tuple(str(c.get("uuid")) if isinstance(c, dict) else str(id(c)) for c in cond
+                       if not isinstance(c, dict) or _applies(c, sigma, dtype))
+        keys.append((name, active))
+    return keys
+
+
+def _applies(entry: dict, sigma: float, dtype=None) -> bool:
+    """Does a conditioning entry apply at ``sigma`` (its timestep range, as ComfyUI reads it)?"""
+    start, end = (_rounded(entry.get(k), dtype) for k in ("timestep_start", "timestep_end"))
+    return not ((start is not None and sigma > start) or (end is not None and sigma < end))
+
+
+def _rounded(value, dtype):
+    """``value`` as a tensor of ``dtype`` holds it (None stays None)."""
+    if value is None or dtype is None:
+        return value
+    import torch
+    return float(torch.tensor(float(value), dtype=dtype))

@@ -7,7 +7,8 @@ cached step in the CALC_COND_BATCH wrapper, before ComfyUI prepares any model ca
   model's own output: whole passes give what whole model calls give (EasyCache, which keeps
   the change y - x, on flow models);
 * a ControlNet in the conditioning (checked in test_block_level) and CFG-Cache keep the
-  model-call path, as does a run whose first pass could not be answered whole.
+  model-call path, as does a run whose first pass could not be answered whole;
+* a prompt that switches within the run (timestep ranges) is a new branch with its own cache.
 """
 import pytest
 import torch
@@ -87,3 +88,23 @@ def test_cfg_cache_keeps_the_model_call_path(comfy_nodes, build, tiny_dir):
     tiny_archs.sample(comfy_nodes, tiny, model=model, steps=STEPS)
     assert len(passes) == STEPS          # every pass reaches ComfyUI: the cache works per model call
     assert any(r["decision"] != "computed" for r in stats_of(model)["records"])
+
+
+def test_a_prompt_that_switches_mid_run_is_a_new_branch(comfy_nodes, build, tiny_dir):
+    # ConditioningSetTimestepRange + ConditioningCombine: one prompt for the first half, another after;
+    # at the boundary sigma both apply (ComfyUI compares in the sigma's dtype)
+    tiny = tiny_archs.build("flux", tiny_dir)
+    ranged = comfy_nodes.ConditioningSetTimestepRange()
+    early = ranged.set_range(tiny.positive, 0.0, 0.5)[0]
+    late = ranged.set_range(tiny.negative, 0.5, 1.0)[0]
+    switching = comfy_nodes.ConditioningCombine().combine(early, late)[0]
+    model = build(tiny.model, method="fixed_interval", interval=3)
+    passes = inner_pass_counter(model)
+    out = tiny_archs.sample(comfy_nodes, tiny, model=model, steps=STEPS, positive=switching)
+    seen = [(r["decision"], r["reason"]) for r in stats_of(model)["records"]]
+    # steps 0-3: the early prompt (interval 3); step 4: both prompts; step 5: the late one alone.
+    # Each new set of prompts computes: no step answers with another prompt's prediction
+    assert seen[:6] == [("computed", "warm-up"), ("reused", ""), ("reused", ""), ("computed", "interval reached"),
+                        ("computed", "nothing cached yet"), ("computed", "nothing cached yet")], seen
+    assert ("reused", "") in seen[6:]
+    assert len(passes) == sum(d == "computed" for d, _ in seen) and torch.isfinite(out).all()
