@@ -59,6 +59,12 @@ def get_tiny(comfy_nodes, tiny_dir):
     return lambda arch: tiny_archs.build(arch, tiny_dir)
 
 
+@pytest.fixture(scope="module")
+def build(comfy_nodes, pack):
+    """``build(model, **inputs)``: the Diffusion Cache node's model, as ``build_cached_model`` makes it."""
+    return pack.nodes.cache_node.build_cached_model
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """One folder for the tiny architecture instances of the whole session."""

@@ -3,18 +3,10 @@ import pytest
 import torch
 
 import tiny_archs
+from tiny_archs import stats_of
 
 BLOCK_ARCHS = ["flux", "chroma", "hunyuan_video", "wan21", "sd3", "ltxv", "qwen_image"]
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def build(comfy_nodes, pack):
-    return pack.nodes.cache_node.build_cached_model
-
-
-def stats_of(model):
-    return model.model_options["transformer_options"]["diffusion_cache"].last_stats
 
 
 def total_blocks(tiny):

@@ -14,17 +14,9 @@ import pytest
 import torch
 
 import tiny_archs
+from tiny_archs import stats_of
 
 STEPS = 8
-
-
-@pytest.fixture(scope="module")
-def build(comfy_nodes, pack):
-    return pack.nodes.cache_node.build_cached_model
-
-
-def stats_of(model):
-    return model.model_options["transformer_options"]["diffusion_cache"].last_stats
 
 
 def inner_pass_counter(model):

@@ -818,3 +818,8 @@ def sample(comfy_nodes, tiny: TinyArch, model=None, steps: int = 3, cfg: float =
                                         sampler, scheduler, tiny.positive if positive is None else positive,
                                         tiny.negative if negative is None else negative, dict(tiny.latent))
     return out[0]["samples"]
+
+
+def stats_of(model) -> dict:
+    """The run statistics of the last sampling run of a cached model."""
+    return model.model_options["transformer_options"]["diffusion_cache"].last_stats
