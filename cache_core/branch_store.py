@@ -79,7 +79,7 @@ class BranchStore:
             return None
         if len(parts) == 1:
             return parts[0]
-        joined = _adjacent(parts)
+        joined = batch_view(parts)
         return joined if joined is not None else torch.cat(parts, dim=0)
 
     def matches(self, slot: str, keys: Sequence[Hashable], like: torch.Tensor) -> bool:
@@ -130,23 +130,21 @@ class BranchStore:
         self._meta.clear()
 
 
-def _adjacent(parts: list) -> torch.Tensor | None:
-    """The batch that ``parts`` are consecutive chunks of, as a view without a copy (they were
-    stored from one batch in this order), or None."""
+def batch_view(parts: list) -> torch.Tensor | None:
+    """The batch that ``parts`` are consecutive chunks of (along dim 0, in this order: they were
+    stored from one batch), as a view without a copy; None when they are not. The chunks of a
+    batch keep its strides, contiguous or not (a block's stream may be a transposed view)."""
     first = parts[0]
-    if not first.is_contiguous():
+    if first.ndim == 0:
         return None
-    storage, start, step = first.untyped_storage().data_ptr(), first.storage_offset(), first.numel()
+    storage, start, stride = first.untyped_storage().data_ptr(), first.storage_offset(), first.stride()
+    step = first.shape[0] * stride[0]
     for i, p in enumerate(parts[1:], 1):
-        if p.shape != first.shape or p.dtype != first.dtype or not p.is_contiguous() or \
+        if p.shape != first.shape or p.dtype != first.dtype or p.stride() != stride or \
                 p.untyped_storage().data_ptr() != storage or p.storage_offset() != start + i * step:
             return None
     shape = (first.shape[0] * len(parts),) + tuple(first.shape[1:])
-    stride, acc = [], 1
-    for size in reversed(shape):
-        stride.append(acc)
-        acc *= size
-    return first.as_strided(shape, tuple(reversed(stride)))
+    return first.as_strided(shape, stride, start)
 
 
 def _short(key) -> str:

@@ -156,7 +156,9 @@ class CacheRun:
             self.run_ends: dict[int, list] = {}          # block -> the (span, run index) that end there
             for key, b in self.run_end.items():
                 self.run_ends.setdefault(b, []).append(key)
-        self.inputs_survive: bool | None = None          # do blocks leave their inputs alone? (learned)
+        self.inputs_survive: dict = {}                   # (block, stream) -> does the block leave that input
+        #                                                  alone? (learned at its first recorded call)
+        self.front_input_survives: bool | None = None    # ... and the front blocks theirs? (learned)
         # a method whose decisions need nothing from inside the call may skip whole calls (cache_level
         # "output"): every layer is skipped, not just the blocks. Calls with ControlNet residuals still
         # cache the block span, so that those apply fresh
@@ -441,14 +443,17 @@ class CacheRun:
             ev.fell_back = True
         out = run_model()
         ev.blocks_computed += blocks
+        kept = None
         if slot == "D" and out.shape[0] == x.shape[0] and out.shape[2:] == x.shape[2:] and out.shape[1] <= x.shape[1]:
-            self.predictor.record(slot, keys, out - x[:, :out.shape[1]], ev.ctx)
-            self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
+            kept = out - x[:, :out.shape[1]]
         elif slot == "O":
-            self.predictor.record(slot, keys, out.clone(), ev.ctx)    # a copy: the host may write into out
+            kept = out.clone()      # a copy: the host may write into out
+        if kept is not None:
+            self.predictor.record(slot, keys, kept, ev.ctx)
             self.output_of.update(dict.fromkeys(keys, _chunk_signature(x, keys)))
         if ev.ctx.stage == 0:   # a stack run's policy measures what was cached, here the output
-            self._observe(ev.ctx, keys, x, out, {slot: out} if self.granularity == "stack" else None)
+            self._observe(ev.ctx, keys, x, out,
+                          {slot: kept} if self.granularity == "stack" and kept is not None else None)
         self.call = None
         return out
 
@@ -554,8 +559,10 @@ class CacheRun:
         ev.blocks_total += 1
         if g < self.front:                       # front blocks always run; they give the probe
             img = _primary(args)
-            if isinstance(img, torch.Tensor) and (call.front_in is None or call.front_in.shape != img.shape):
-                call.front_in = img.clone()      # (restart at a change of stream layout)
+            if isinstance(img, torch.Tensor) and (call.front_in is None or call.front_in[0].shape != img.shape):
+                # (restart at a change of stream layout.) The input by reference once the run has seen
+                # that the front blocks leave it alone; until then a copy, to check that
+                call.front_in = (img if self.front_input_survives else img.clone(), img)
             out = run_block(args)
             ev.blocks_computed += 1
             if g == self.front - 1:
@@ -563,15 +570,17 @@ class CacheRun:
                 img = _primary(out)
                 probe = None          # the front residual, when every front block ran here
                 if call.first_block == 0 and isinstance(img, torch.Tensor) and front_in is not None \
-                        and front_in.shape == img.shape:
-                    probe = img - front_in
+                        and front_in[0].shape == img.shape:
+                    if self.front_input_survives is None:
+                        self.front_input_survives = torch.equal(front_in[0], front_in[1])
+                    probe = img - front_in[0]
                 self._decide_call(call, probe, out)
             return out
         if call.verdict is None:
             probe = None
             if self.policy.probe in ("modulated_input", "block_input") and g == 0:
                 try:                  # block 0's input, read by the architecture's probe
-                    probe = probe_fn(args) if probe_fn is not None else _primary(args)
+                    probe = _owned(probe_fn(args) if probe_fn is not None else _primary(args), args)
                 except Exception as e:
                     log.debug("Diffusion Cache: probe failed: %s: %s", type(e).__name__, e)
                     probe = None
@@ -625,8 +634,9 @@ class CacheRun:
         # starts at its first block that runs in this call (the host may skip blocks: skip-layer guidance)
         starts = [key for key in self.membership[g] if key not in call.span_in]
         if starts:
-            # the input: by reference once the run has seen that blocks leave their inputs alone
-            kept = {k: (v if self.inputs_survive else v.clone(), v) for k, v in _leaves(args).items()}
+            # each input by reference once the run has seen that this block leaves it alone (Flux's
+            # single blocks add into theirs in place: those are copied)
+            kept = {k: (v if self.inputs_survive.get((g, k)) else v.clone(), v, g) for k, v in _leaves(args).items()}
             for key in starts:
                 call.span_in[key] = kept
         out = run_block(args)
@@ -638,8 +648,9 @@ class CacheRun:
         span, r = key
         if not kept:          # the span's first block did not run in this call (skipped by the host)
             return
-        if self.inputs_survive is None:      # once per run: did the blocks write into their inputs?
-            self.inputs_survive = all(torch.equal(ref, start) for start, ref in kept.values())
+        for k, (start, ref, g) in kept.items():     # once per run and input: did the block write into it?
+            if (g, k) not in self.inputs_survive:
+                self.inputs_survive[(g, k)] = start is not ref and torch.equal(ref, start)
         outs = _leaves(out)
         streams = {k: None for k, v in out.items() if v is None}
         for k, v in outs.items():
@@ -730,6 +741,19 @@ def _leaves(streams) -> dict:
         elif isinstance(v, (tuple, list)):
             out.update((f"{k}.{i}", t) for i, t in enumerate(v) if isinstance(t, torch.Tensor))
     return out
+
+
+def _owned(probe, args: dict):
+    """A probe the policies may keep: a copy when it is (a view of) one of the host's block
+    arguments, which the host may reuse or change; a tensor computed from them already is."""
+    if not isinstance(probe, torch.Tensor):
+        return probe
+    ptr = probe.untyped_storage().data_ptr()
+    for v in args.values():
+        for t in (v if isinstance(v, (tuple, list)) else (v,)):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() == ptr:
+                return probe.clone()
+    return probe
 
 
 def _primary(streams) -> torch.Tensor | None:

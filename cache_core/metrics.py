@@ -7,18 +7,35 @@ import torch
 import torch.nn.functional as F
 
 
+def l1_norm(t: torch.Tensor, dim=None) -> torch.Tensor:
+    """sum |t| (over ``dim``, or everything) accumulated in at least fp32, as one reduction: no
+    full-size copy, no cast of the tensor."""
+    return torch.linalg.vector_norm(t, ord=1, dim=dim, dtype=torch.promote_types(t.dtype, torch.float32))
+
+
+def mean_abs(t: torch.Tensor) -> float:
+    """mean |t|, read in one pass."""
+    return float(l1_norm(t)) / max(t.numel(), 1)
+
+
+def mean_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """mean |a - b|: one subtraction in the tensors' dtype (exact where a and b are close), then a
+    reduction."""
+    return mean_abs(a - b)
+
+
 def rel_l1(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> float:
     """mean|a - b| / mean|b| over all elements."""
-    a = a.float()
-    b = b.float()
-    return float((a - b).abs().mean() / (b.abs().mean() + eps))
+    return mean_abs_diff(a, b) / (mean_abs(b) + eps)
 
 
 def rel_l1_per_sample(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """rel_l1 for each batch element (dim 0)."""
-    a = a.float().flatten(1)
-    b = b.float().flatten(1)
-    return (a - b).abs().mean(1) / (b.abs().mean(1) + eps)
+    """rel_l1 for each batch element (dim 0), in fp32: one full-size op (the difference)."""
+    n = max(a[0].numel(), 1) if a.ndim and a.shape[0] else 1
+    dims = tuple(range(1, a.ndim))          # not flatten(1): that copies a tensor that is not contiguous
+    num = l1_norm(a - b, dim=dims) / n
+    den = l1_norm(b, dim=dims) / n
+    return (num / (den + eps)).float()
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:

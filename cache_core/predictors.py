@@ -9,7 +9,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from .branch_store import BranchStore, split_batch
+from .branch_store import BranchStore, batch_view, split_batch
 from .decisions import Decision, StepContext
 from .forecast import (band_split, chebyshev_basis, foca_step, hermite_extrapolate, newton_extrapolate,
                        ridge_weights, spectrum_weights, weighted_sum)
@@ -43,13 +43,15 @@ class ReusePredictor:
     def forecast_batch(self, slot, keys, ctx, point, sanitise: bool = False):
         """Each branch's ``_forecast(slot, key, point)``, reassembled as the batch; the last computed
         value when a branch has no forecast yet. ``sanitise``: no inf or nan before a narrow dtype."""
-        parts = []
-        for key in keys:
-            f = self._forecast(slot, key, point)
-            if f is None:
-                return ReusePredictor.predict(self, slot, keys, ctx)
-            parts.append(f)
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        out = self._forecast_joined(slot, keys, point) if len(keys) > 1 else None
+        if out is None:
+            parts = []
+            for key in keys:
+                f = self._forecast(slot, key, point)
+                if f is None:
+                    return ReusePredictor.predict(self, slot, keys, ctx)
+                parts.append(f)
+            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         last = self.store.get(slot, keys)
         if last is None:
             return out
@@ -57,6 +59,11 @@ class ReusePredictor:
             big = torch.finfo(last.dtype).max
             out = torch.nan_to_num(out, nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
         return out.to(last.dtype)
+
+    def _forecast_joined(self, slot, keys, point) -> torch.Tensor | None:
+        """The forecast of the whole batch at once, when the branches' histories are chunks of the
+        same recorded batches (no per-branch forecasts to concatenate); None: forecast per branch."""
+        return None
 
     def clear(self) -> None:
         self.store.reset()
@@ -98,33 +105,51 @@ class ForecastPredictor(ReusePredictor):
         if value is None or ctx.stage > 0:         # extra sampler stages sit between steps: not history
             return
         x = self._x(ctx)
+        value = value.detach()
+        lows = None
+        if self.name == "freq":                    # split once, when recorded, not at every forecast (per
+            low, value = band_split(value, self.cutoff)     # sample: the batch at once)
+            lows = split_batch(low, keys)
         for key, chunk in split_batch(value, keys).items():
             h = self.history.setdefault((slot, key), [])
             if h and h[-1][1].shape != chunk.shape:
                 h.clear()                          # a new shape starts a new history
             if h and h[-1][0] == x:
                 h.pop()                            # the same point computed again: keep the newest
-            value = chunk.detach()
-            if self.name == "freq":                # split once, when recorded, not at every forecast
-                low, value = band_split(value, self.cutoff)
-                self.low[(slot, key)] = [(x, low)]
-            h.append((x, value))
+            if lows is not None:
+                self.low[(slot, key)] = [(x, lows[key])]
+            h.append((x, chunk))
             del h[:-self.depth]
             if self.name == "foca":
                 self.window[(slot, key)] = [(x, chunk.detach())]
+
+    def _extrapolate(self, xs, vs, x, low=None) -> torch.Tensor:
+        if self.name == "taylor":
+            return newton_extrapolate(xs, vs, x, self.order)
+        if self.name == "hermite":
+            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale)
+        # the frequency split: the last low band, and the high band forecast
+        return low + hermite_extrapolate(xs, vs, x, min(self.order, 2), self.hermite_scale)
+
+    def _forecast_joined(self, slot, keys, x) -> torch.Tensor | None:
+        if self.name == "foca":        # its rolling window is kept per branch
+            return None
+        hs = [self.history.get((slot, k)) for k in keys]
+        if not all(hs) or any([p[0] for p in h] != [p[0] for p in hs[0]] for h in hs[1:]):
+            return None
+        vs = [batch_view([h[i][1] for h in hs]) for i in range(len(hs[0]))]
+        low = batch_view([self.low[(slot, k)][0][1] for k in keys]) if self.name == "freq" else None
+        if any(v is None for v in vs) or (self.name == "freq" and low is None):
+            return None
+        return self._extrapolate([p[0] for p in hs[0]], vs, x, low)
 
     def _forecast(self, slot, key, x) -> torch.Tensor | None:
         h = self.history.get((slot, key))
         if not h:
             return None
         xs, vs = [p[0] for p in h], [p[1] for p in h]
-        if self.name == "taylor":
-            return newton_extrapolate(xs, vs, x, self.order)
-        if self.name == "hermite":
-            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale)
-        if self.name == "freq":        # the last low band, and the high band forecast
-            return self.low[(slot, key)][0][1] + hermite_extrapolate(xs, vs, x, min(self.order, 2),
-                                                                     self.hermite_scale)
+        if self.name != "foca":
+            return self._extrapolate(xs, vs, x, self.low[(slot, key)][0][1] if self.name == "freq" else None)
         # foca
         window = self.window.setdefault((slot, key), [h[-1]])
         anchor, anchor_prev = h[-1], (h[-2] if len(h) > 1 else None)

@@ -41,7 +41,7 @@ def _flux_modulated_input(block, args) -> torch.Tensor:
     if scale.ndim == 3 and scale.shape[1] not in (1, normed.shape[1]):
         # one modulation per token segment (reference tokens at t = 0, a guiding frame): their mean
         scale, shift = scale.mean(1, keepdim=True), shift.mean(1, keepdim=True)
-    return normed * (1 + scale) + shift
+    return torch.addcmul(shift, normed, 1 + scale)     # normed * (1 + scale) + shift, one full-size op
 
 
 def _ltx_modulated_input(block, args) -> torch.Tensor:
@@ -52,7 +52,7 @@ def _ltx_modulated_input(block, args) -> torch.Tensor:
         timestep.reshape(x.shape[0], timestep.shape[1], table.shape[0], -1)
     shift_msa, scale_msa = mods[:, :, 0], mods[:, :, 1]
     normed = x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(x.dtype)
-    return normed * (1 + scale_msa) + shift_msa
+    return torch.addcmul(shift_msa, normed, 1 + scale_msa)
 
 
 def _timestep_embedding(block, args) -> torch.Tensor:

@@ -36,6 +36,11 @@ class Policy:
       "model_input"           the model's input latent (EasyCache)
     ``granularity`` is "stack" (skip the block span, add its cached residual to the
     fresh input) or "output" (skip the whole model call).
+
+    The block probes ("modulated_input", "front_residual", a block input) and the residuals the
+    engine hands a policy are the cache's own tensors: a policy may keep them without a copy
+    (and must not write into them). The model input ("model_input") and ``observe_output``'s
+    input and output are the host's: a policy copies what it keeps of them.
     """
     name = "policy"
     probe: str | None = None

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from typing import Hashable, Sequence
 
-import torch
-
+from ..metrics import mean_abs, mean_abs_diff
 from .base import COMPUTE, Accumulator, Policy, Verdict
-
-
-def _mean_abs(t: torch.Tensor) -> float:
-    return float(t.float().abs().mean())
 
 
 class EasyCachePolicy(Policy):
@@ -30,8 +25,10 @@ class EasyCachePolicy(Policy):
 
     def begin_run(self, sigmas) -> None:
         self.x_prev = None
+        self.x_prev_step = None     # the step whose input x_prev is (a computed step's x_last is the same)
         self.x_last = None
         self.o_last = None
+        self.o_last_size = 0.0      # mean |o_last|
         self.rate = None            # k, the transformation rate
         self.accumulator.reset()
 
@@ -39,11 +36,12 @@ class EasyCachePolicy(Policy):
         x = self.lead_slice(keys, probe)
         if x is None:
             return Verdict(COMPUTE, None, self.threshold, "deciding branch absent")
-        dx = None if self.x_prev is None or self.x_prev.shape != x.shape else _mean_abs(x - self.x_prev)
-        self.x_prev = x.detach().clone()
+        dx = None if self.x_prev is None or self.x_prev.shape != x.shape else mean_abs_diff(x, self.x_prev)
+        self.x_prev = x.detach().clone()      # the host's latent: samplers may update it in place
+        self.x_prev_step = ctx.step
         estimate = None
         if dx is not None and self.rate is not None and self.o_last is not None:
-            estimate = self.rate * dx / max(_mean_abs(self.o_last), 1e-8)
+            estimate = self.rate * dx / max(self.o_last_size, 1e-8)
         estimate = self.agreed(estimate, "mean")
         if forced or estimate is None:
             self.accumulator.reset()
@@ -55,8 +53,10 @@ class EasyCachePolicy(Policy):
         if xs is None:
             return
         if self.o_last is not None and self.x_last is not None and self.o_last.shape == os_.shape:
-            dx = _mean_abs(xs - self.x_last)
+            dx = mean_abs_diff(xs, self.x_last)
             if dx > 0:
-                self.rate = _mean_abs(os_ - self.o_last) / dx
+                self.rate = mean_abs_diff(os_, self.o_last) / dx
         self.o_last = os_.detach().clone()
-        self.x_last = xs.detach().clone()
+        self.o_last_size = mean_abs(self.o_last)
+        same = self.x_prev_step == ctx.step and self.x_prev is not None and self.x_prev.shape == xs.shape
+        self.x_last = self.x_prev if same else xs.detach().clone()   # this step's input, copied once

@@ -50,7 +50,7 @@ class FrontResidualPolicy(Policy):
                 return Verdict(REUSE, metric, self.threshold, span=1)   # the whole rest of the step
             return Verdict(REUSE, metric, self.threshold)
         for k, c in chunks.items():
-            self.reference[k] = c.detach().clone()
+            self.reference[k] = c.detach()     # the front residual: the cache's own tensor
         return Verdict(COMPUTE, metric, self.threshold, forced or ("residual changed" if complete else "no reference"))
 
 

@@ -51,12 +51,13 @@ class GuardedForecastPolicy(Policy):
     # ---- what ran ------------------------------------------------------------------
     def observe_residuals(self, ctx, keys: Sequence[Hashable], residuals: dict) -> None:
         values = [v for v in residuals.values() if v is not None]
-        if values:
-            self._measure(ctx, torch.cat([v.detach().flatten(1) for v in values], dim=1))
+        if values:          # the recorded residuals: the cache's own tensors, kept without a copy
+            flat = [v.detach().flatten(1) for v in values]
+            self._measure(ctx, flat[0] if len(flat) == 1 else torch.cat(flat, dim=1))
 
     def observe_output(self, ctx, keys, x, output) -> None:
         if self.granularity == "output" and output is not None:    # whole calls cached: their output
-            self._measure(ctx, output.detach().flatten(1))
+            self._measure(ctx, output.detach().flatten(1).clone())    # the host's output: a copy
 
     def _measure(self, ctx, value: torch.Tensor) -> None:
         if ctx.stage > 0:
@@ -68,7 +69,7 @@ class GuardedForecastPolicy(Policy):
             draft = newton_extrapolate([p[0] for p in h], [p[1] for p in h], x, k)
             self.pending = rel_l1_per_sample(draft, value).tolist()
             self.pending_order = k
-        h.append((x, value.clone()))
+        h.append((x, value))
         self.history = h[-(self.order + 1):]
 
     def ran(self, ctx, computed: bool) -> None:

@@ -54,7 +54,7 @@ class TeaCachePolicy(Policy):
             before = self.previous.get(key)
             if before is not None and before.shape == chunk.shape:
                 changes.extend(rel_l1_per_sample(chunk, before).tolist())
-            self.previous[key] = chunk.detach().clone()
+            self.previous[key] = chunk.detach()     # the cache's own tensor (the engine's probe)
         change = self.metric_of(changes, self.reduce)
         if forced or change is None:
             self.accumulator.reset()

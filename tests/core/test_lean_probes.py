@@ -1,0 +1,134 @@
+"""The cache's own tensor work on a decision: measurements read their tensors in one pass, probes
+and residuals are kept without copies, batched branches are forecast without concatenating."""
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from cache_core.branch_store import BranchStore, batch_view
+from cache_core.decisions import StepContext
+from cache_core.engine import _owned
+from cache_core.forecast import band_split
+from cache_core.metrics import mean_abs_diff, rel_l1, rel_l1_per_sample
+from cache_core.policies.first_block import FrontResidualPolicy
+from cache_core.predictors import ForecastPredictor
+
+from toy import ToyModel, make_run, sample
+
+
+class _Ops(TorchDispatchMode):
+    """The ops whose output has at least ``numel`` elements, by name."""
+
+    def __init__(self, numel):
+        super().__init__()
+        self.numel, self.names = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view and isinstance(out, torch.Tensor) and out.numel() >= self.numel:
+            self.names.append(func.__name__)
+        return out
+
+
+def _strided(*shape, dtype=torch.float32):
+    """A tensor laid out like a transposed block stream (not contiguous)."""
+    return torch.randn(shape[0], shape[2], shape[1], dtype=dtype).transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_relative_change_reads_its_tensors_with_one_full_size_op(dtype):
+    a = _strided(4, 16, 8, dtype=dtype)
+    b = (a.float() * 1.1 + 0.01).to(dtype)
+    assert not a.is_contiguous()
+    with _Ops(a.numel()) as ops:
+        per_sample = rel_l1_per_sample(a, b)
+        whole = rel_l1(a, b)
+        diff = mean_abs_diff(a, b)
+    assert ops.names == ["sub.Tensor"] * 3      # the differences; no casts, copies or abs tensors
+    a64, b64 = a.double().flatten(1), b.double().flatten(1)
+    expected = (a64 - b64).abs().mean(1) / b64.abs().mean(1)
+    assert per_sample.dtype == torch.float32
+    assert torch.allclose(per_sample.double(), expected, rtol=1e-3)
+    assert whole == pytest.approx(float((a64 - b64).abs().mean() / b64.abs().mean()), rel=1e-3)
+    assert diff == pytest.approx(float((a64 - b64).abs().mean()), rel=1e-3)
+
+
+def test_a_batch_view_joins_the_chunks_of_a_strided_batch():
+    batch = _strided(4, 6, 3)
+    chunks = batch.chunk(2)
+    joined = batch_view(list(chunks))
+    assert joined is not None and torch.equal(joined, batch)
+    assert joined.data_ptr() == batch.data_ptr()               # a view, no copy
+    assert batch_view([chunks[1], chunks[0]]) is None           # not in the order they were stored
+    assert batch_view([chunks[0], chunks[0].clone()]) is None   # not from one batch
+    store = BranchStore()
+    store.put("S", ("c", "u"), batch)
+    with _Ops(batch.numel()) as ops:
+        got = store.get("S", ("c", "u"))
+    assert ops.names == [] and torch.equal(got, batch)
+
+
+@pytest.mark.parametrize("kind", ["taylor", "hermite", "freq"])
+def test_batched_branches_are_forecast_at_once(kind):
+    keys = ("c", "u")
+    joint = ForecastPredictor(BranchStore(), kind, order=2)
+    alone = {k: ForecastPredictor(BranchStore(), kind, order=2) for k in keys}
+    for step in range(3):
+        value = _strided(4, 8, 8)            # 4 token-stream samples: 2 per branch
+        c = StepContext(1, step, 10, 0, 1.0 - step / 10, step / 10, keys)
+        joint.record("S", keys, value, c)
+        for k, part in zip(keys, value.chunk(2)):
+            alone[k].record("S", (k,), part.contiguous(), c)
+    c = StepContext(1, 4, 10, 0, 0.6, 0.4, keys)
+    with _Ops(8 * 8) as ops:
+        got = joint.predict("S", keys, c)
+    assert "cat.default" not in ops.names
+    expected = torch.cat([alone[k].predict("S", (k,), c) for k in keys])
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_the_frequency_split_of_a_batch_is_that_of_each_sample():
+    batch = torch.randn(4, 3, 8, 8)
+    low, high = band_split(batch)
+    for i in range(4):
+        lo, hi = band_split(batch[i:i + 1])
+        assert torch.allclose(low[i:i + 1], lo, atol=1e-5) and torch.allclose(high[i:i + 1], hi, atol=1e-5)
+
+
+def test_front_residual_decisions_keep_the_probe_without_a_copy():
+    policy = FrontResidualPolicy(threshold=0.5)
+    policy.begin_run([1.0, 0.5, 0.0])
+    c = StepContext(1, 0, 2, 0, 1.0, 0.0, ("c",))
+    first = torch.randn(2, 16, 8)
+    with _Ops(first.numel()) as ops:
+        policy.decide(c, ("c",), first, None)
+        policy.decide(c, ("c",), first * 1.01, None)
+    assert ops.names == ["mul.Tensor", "sub.Tensor"]     # the test's own product, and the measurement
+    assert policy.reference["c"].data_ptr() == first.data_ptr()
+
+
+def test_a_probe_that_is_a_host_argument_is_copied():
+    img = torch.randn(2, 4, 3)
+    args = {"img": img, "vec": torch.randn(2, 3), "pe": (torch.randn(2), img)}
+    assert _owned(img, args) is not img and torch.equal(_owned(img, args), img)
+    view = img[:1]
+    assert _owned(view, args).data_ptr() != img.data_ptr()      # a view of a host tensor too
+    computed = img * 2
+    assert _owned(computed, args) is computed                    # computed from them: already the cache's
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_the_front_input_is_read_by_reference_once_the_front_block_leaves_it_alone(inplace):
+    sigmas = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.0]
+
+    def run_with(model):
+        run = make_run(model, sigmas, method="first_block", threshold=0.2, warmup_steps=1, last_steps_computed=1)
+        outs = sample(model, run, sigmas, torch.ones(1, 2, 3))
+        return run, outs, [r.decision for r in run.stats.records]
+
+    run, outs, decided = run_with(ToyModel([1.0, 2.0, 3.0], inplace=inplace))
+    reference_run, reference_outs, reference = run_with(ToyModel([1.0, 2.0, 3.0]))
+    # a front block that writes into its input is noticed, and its probe stays right
+    assert run.front_input_survives is (not inplace)
+    assert decided == reference and "reused" in decided
+    for a, b in zip(outs, reference_outs):
+        assert torch.allclose(a, b)
