@@ -12,8 +12,11 @@ reported:
 * block fraction: transformer block evaluations computed / total (ours:
   ``compute_fraction``; the baselines skip whole calls, so it equals their call
   fraction);
-* wall speedup: median uncached time / median cached time over interleaved
-  repeats (uncached, cached, uncached, cached, ...) after an untimed warm-up run;
+* wall speedup: the median over interleaved repeats (uncached, cached, uncached,
+  cached, ...), after an untimed warm-up run, of each repeat's uncached time / its
+  cached time. The machine's speed drifts by tens of percent over seconds; a pair runs
+  within a second or two, so its ratio cancels the drift that a ratio of two medians
+  keeps (``median_speedup`` keeps that ratio beside it);
 * PSNR / SSIM of the decoded images against the uncached images of the same seed;
 * cache MB: the peak size of the tensors the cache holds (ours: ``peak_cache_mb``
   of the run; baselines: the tensors in their holder, peak over the run);
@@ -73,7 +76,7 @@ class Options:
     models: list[str] | None = None       # None = every shipped tiny model
     methods: list[str] | None = None      # None = every method in METHODS + the baselines
     quick: bool = False
-    repeats: int | None = None            # default 5 (quick: 3)
+    repeats: int | None = None            # default 5
     batch: int | None = None              # default 10 (quick: 4)
     steps: int | None = None              # default: the model's recommended steps
     seed: int = 0
@@ -92,7 +95,8 @@ class Row:
     compute_fraction: float | None = None
     calls_computed: int | None = None
     calls_total: int | None = None
-    wall_speedup: float | None = None
+    wall_speedup: float | None = None     # median over repeats of uncached / cached (adjacent runs)
+    median_speedup: float | None = None   # median uncached / median cached repeat
     uncached_s: float | None = None
     cached_s: float | None = None
     psnr_db: float | None = None          # None: identical to the uncached images (or an error)
@@ -404,9 +408,11 @@ def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn):
 def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_computed, calls_total,
          extra_mb, decisions="") -> Row:
     tu, tc = statistics.median(m["times_u"]), statistics.median(m["times_c"])
+    paired = statistics.median(u / c for u, c in zip(m["times_u"], m["times_c"]))
     return Row(model=bench.name, method=method, setting=setting, inputs=inputs,
                compute_fraction=round(compute_fraction, 4), calls_computed=calls_computed,
-               calls_total=calls_total, wall_speedup=round(tu / tc, 3), uncached_s=round(tu, 4),
+               calls_total=calls_total, wall_speedup=round(paired, 3), median_speedup=round(tu / tc, 3),
+               uncached_s=round(tu, 4),
                cached_s=round(tc, 4), psnr_db=None if m["psnr"] is None else round(m["psnr"], 2),
                ssim=round(m["ssim"], 4), extra_mem_mb=round(extra_mb, 3),
                delta_peak_mb=None if m["delta_mb"] is None else round(m["delta_mb"], 2), kind=kind,
@@ -483,7 +489,7 @@ def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: st
 
 def run_benchmark(opts: Options) -> dict:
     """Run the benchmark; returns ``{"environment", "config", "rows"}`` (rows as dicts)."""
-    opts.repeats = max(3, opts.repeats or (3 if opts.quick else 5))
+    opts.repeats = max(3, opts.repeats or 5)
     opts.batch = opts.batch or (4 if opts.quick else 10)
     pack = comfy_host.load_pack()
     import comfy.model_management
@@ -584,8 +590,9 @@ def short_line(row: Row) -> str:
 COLUMNS_NOTE = (
     "Columns: *calls* = model evaluations computed in full / all evaluations of the run; "
     "*blocks* = transformer block evaluations computed / total (baselines skip whole calls, so it equals "
-    "their call fraction); *speedup* = median uncached / median cached wall time over interleaved repeats "
-    "after a warm-up run; *PSNR*, *SSIM* = decoded images vs the uncached images of the same seed "
+    "their call fraction); *speedup* = median over interleaved repeats, after a warm-up run, of "
+    "uncached / cached wall time of adjacent runs (pairs cancel the machine's drift; the JSON keeps the ratio "
+    "of the medians too); *PSNR*, *SSIM* = decoded images vs the uncached images of the same seed "
     "(inf = identical); *cache MB* = peak size of the tensors the cache holds; *delta peak MB* = peak "
     "memory above the run's start during a cached run minus the same for an uncached run (CPU: resident "
     "set size sampled every 2 ms; allocator reuse makes it noisy by a few MB either way; CUDA: allocated memory); "
@@ -656,11 +663,11 @@ def _fmt(v, spec) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def realised(row: dict) -> float | None:
+def realised(row: dict, speedup: str = "wall_speedup") -> float | None:
     """Wall speedup as a fraction of the ideal one (1 / the block fraction computed)."""
-    if row.get("error") or not row.get("compute_fraction") or row.get("wall_speedup") is None:
+    if row.get("error") or not row.get("compute_fraction") or row.get(speedup) is None:
         return None
-    return round(row["wall_speedup"] * row["compute_fraction"], 3)
+    return round(row[speedup] * row["compute_fraction"], 3)
 
 
 FORECASTING = ("taylorseer", "hicache", "foca", "freqca", "speca")
@@ -683,6 +690,10 @@ def overhead_lines(result: dict) -> list[str]:
         vals = [realised(r) for r in ours if r.get("whole_steps") is whole]
         if vals:
             lines.append(f"  - the {len(vals)} rows {what}: median {statistics.median(vals):.3f}")
+    by_median = [realised(r, "median_speedup") for r in ours if r.get("median_speedup") is not None]
+    if by_median:
+        lines.append(f"  - the same median with the ratio of the median times instead of paired ratios: "
+                     f"{statistics.median(by_median):.3f}")
     return lines
 
 
@@ -791,7 +802,7 @@ def argv_used(opts: Options) -> list[str]:
     for flag, value in (("--models", opts.models), ("--methods", opts.methods)):
         if value:
             out += [flag, ",".join(value)]
-    defaults = {"repeats": 3 if opts.quick else 5, "batch": 4 if opts.quick else 10, "steps": None, "seed": 0,
+    defaults = {"repeats": 5, "batch": 4 if opts.quick else 10, "steps": None, "seed": 0,
                 "threads": 1}
     for name, default in defaults.items():
         value = getattr(opts, name)
@@ -809,7 +820,7 @@ def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--from-json", metavar="PATH",
                    help="do not run: re-render the table / plot / markdown from a JSON written by --json")
-    p.add_argument("--quick", action="store_true", help="fewer settings, 3 repeats, batch 4 (a few minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer settings, batch 4 (about ten minutes)")
     p.add_argument("--json", help="write the rows (and environment) as JSON to this path")
     p.add_argument("--plot", help="write a Pareto plot (PNG) to this path")
     p.add_argument("--markdown", help="also write the header and table to this markdown file")
@@ -818,7 +829,7 @@ def parse_args(argv=None) -> tuple[Options, argparse.Namespace]:
                                      "(the registry's methods, cache_core/methods/, and "
                                      f"{', '.join(BASELINES)}; default: all)")
     p.add_argument("--no-baselines", action="store_true", help="skip ComfyUI's EasyCache / LazyCache")
-    p.add_argument("--repeats", type=int, help="timed repeats per setting, at least 3 (default 5, quick 3)")
+    p.add_argument("--repeats", type=int, help="timed repeats per setting, at least 3 (default 5)")
     p.add_argument("--batch", type=int, help="images per run (default 10, quick 4)")
     p.add_argument("--steps", type=int, help="override the model's recommended step count")
     p.add_argument("--seed", type=int, default=0)

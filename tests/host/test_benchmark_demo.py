@@ -54,6 +54,12 @@ def test_benchmark_rows(benchmark_result):
         assert -1.0 <= row["ssim"] <= 1.0 + 1e-6, row
         assert row["wall_speedup"] > 0 and math.isfinite(row["wall_speedup"]), row
         assert len(row["times_cached"]) == len(row["times_uncached"]) == 3
+        # each repeat's uncached run is paired with the cached run after it; the speedup is their
+        # ratios' median, and the ratio of the median times is kept beside it
+        ratios = sorted(u / c for u, c in zip(row["times_uncached"], row["times_cached"]))
+        assert row["wall_speedup"] == pytest.approx(ratios[1], rel=2e-3, abs=2e-3), row
+        assert row["median_speedup"] == pytest.approx(
+            sorted(row["times_uncached"])[1] / sorted(row["times_cached"])[1], rel=2e-3, abs=2e-3), row
         assert row["extra_mem_mb"] >= 0
     ours = [r for r in rows if r["method"] == "fixed_interval"]
     assert [r["setting"] for r in ours] == ["interval=2", "interval=4"]
