@@ -720,6 +720,7 @@ class CacheRun:
             finally:
                 self.policy.release()
         self.stats.resets.extend(self.store.resets)
+        self.stats.extra["whole_passes"] = bool(self.pass_level)     # cached steps answered before the host's pass
         self.stats.finish()
         return self.stats
 

@@ -110,6 +110,11 @@ class Row:
     passes_computed: float | None = None  # the cache's own full-tensor passes per block, computed steps
     passes_cached: float | None = None    # ... on reused / forecast steps
     transient_mb: float | None = None     # the cache's peak transient bytes in one evaluation (MB)
+    bound_speedup: float | None = None    # ours: the row's schedule replayed with no cache work
+    #                                       (scripts/schedule_bound.py), median of paired uncached / replay
+    of_bound: float | None = None         # median of paired replay / cached times: the share of the
+    #                                       schedule's speedup the cache delivers (1.0 = no overhead)
+    times_bound: list = field(default_factory=list)
     whole_steps: bool | None = None       # ours: every cached step ran nothing of the model (whole calls
     #                                       or passes), not its first blocks or the layers around them
     error: str | None = None              # the exception, when this setting could not run
@@ -374,8 +379,9 @@ def _calibrate(bench: ModelBench, opts: Options) -> str:
     return f"user:{name}"
 
 
-def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn):
-    """Warm-up (with memory) + interleaved timing of one cached model against the uncached one."""
+def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn, bound_fn=None):
+    """Warm-up (with memory) + interleaved timing of one cached model against the uncached one;
+    ``bound_fn(stats)`` may give the row's schedule replay model (timed in the same rounds)."""
     counter = bench.counter
     counter.reset()
     with MemoryProbe(bench.device) as mem_cached:
@@ -384,10 +390,13 @@ def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn):
     holder_bytes = counter.peak_holder_bytes
     stats = stats_fn()
     image = bench.decode(samples)
-    times_u, times_c = [], []
+    bound = bound_fn(stats) if bound_fn is not None else None
+    times_u, times_c, times_b = [], [], []
     for _ in range(repeats):
         times_u.append(bench.sample(bench.uncached)[1])
         times_c.append(bench.sample(cached)[1])
+        if bound is not None:
+            times_b.append(bench.sample(bound)[1])
     psnr = bench.metrics.psnr(image, reference_img)
     delta = None
     if mem_cached.peak_mb is not None and bench.uncached_peak_mb is not None:
@@ -401,6 +410,7 @@ def _measure(bench: ModelBench, cached, reference_img, repeats: int, stats_fn):
         "ssim": bench.metrics.ssim(image, reference_img),
         "times_u": times_u,
         "times_c": times_c,
+        "times_b": times_b,
         "delta_mb": delta,
     }
 
@@ -417,7 +427,36 @@ def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_comput
                ssim=round(m["ssim"], 4), extra_mem_mb=round(extra_mb, 3),
                delta_peak_mb=None if m["delta_mb"] is None else round(m["delta_mb"], 2), kind=kind,
                times_uncached=[round(t, 4) for t in m["times_u"]],
-               times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions)
+               times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions,
+               **_bound_fields(m))
+
+
+def _bound_fields(m) -> dict:
+    if not m.get("times_b"):
+        return {}
+    return {"bound_speedup": round(statistics.median(u / b for u, b in zip(m["times_u"], m["times_b"])), 3),
+            "of_bound": round(statistics.median(b / c for b, c in zip(m["times_b"], m["times_c"])), 3),
+            "times_bound": [round(t, 4) for t in m["times_b"]]}
+
+
+def _schedule_replay(bench: ModelBench, holder):
+    """``bound_fn`` of one of our rows: the replay of its warm-up run's schedule, or None when
+    that run cannot be replayed (it is checked to see every evaluation the run had)."""
+    from schedule_bound import replay_model, replayable
+
+    def make(stats):
+        records, summary = stats["records"], stats["summary"]
+        if summary.get("attention_skipped_share") or summary.get("cfg_uncond_skipped"):
+            return None     # PAB's attention reuse and CFG-Cache's rebuilt unconds are not in the records
+        if not replayable(records, holder.layout, holder.uses_blocks and holder.config.method != "deepcache"):
+            return None
+        model, cursor = replay_model(bench.base, records, holder.layout if holder.uses_blocks else None,
+                                     bool(summary.get("whole_passes")),
+                                     bench.pack.cache_core.engine.STREAM_KEYS)
+        model = bench.counter.attach(model)
+        bench.sample(model)                       # warm-up, and the check that it saw every evaluation
+        return model if cursor.index + 1 == len(records) else None
+    return make
 
 
 # CFG-Cache is an input every method takes (cfg_cache_interval); its rows, named "cfg_cache" in --methods
@@ -454,7 +493,8 @@ def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: st
         def run(method=method, inputs=inputs, setting=setting):
             cached = bench.counter.attach(pack.nodes.cache_node.build_cached_model(bench.base, **dict(inputs)))
             holder = cached.model_options["transformer_options"]["diffusion_cache"]
-            m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats)
+            m = _measure(bench, cached, bench.reference, opts.repeats, lambda: holder.last_stats,
+                         _schedule_replay(bench, holder))
             records = m["stats"]["records"]
             summary = m["stats"]["summary"]
             row = _row(bench, method, setting, inputs, m, "ours", summary["compute_fraction"],
