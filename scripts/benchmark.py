@@ -636,7 +636,11 @@ COLUMNS_NOTE = (
     "(inf = identical); *cache MB* = peak size of the tensors the cache holds; *delta peak MB* = peak "
     "memory above the run's start during a cached run minus the same for an uncached run (CPU: resident "
     "set size sampled every 2 ms; allocator reuse makes it noisy by a few MB either way; CUDA: allocated memory); "
-    "*realised* = speedup x block fraction (1.0 = the whole ideal speedup); *passes/block* = the cache's own "
+    "*realised* = speedup x block fraction (1.0 = the whole ideal speedup); *schedule bound* = the speedup of "
+    "the row's own decisions replayed with no cache work at all (scripts/schedule_bound.py: computed blocks run, "
+    "cached ones hand their inputs back, cached whole steps return their input; wrong images, the time the "
+    "schedule costs when the cache costs nothing); *of bound* = median over the same rounds of replay / cached "
+    "time, the share of that speedup the cache delivers; *passes/block* = the cache's own "
     "full-tensor passes per block on computed and on cached steps, counted with a torch dispatch mode "
     "(scripts/cache_work.py); *transient MB* = the most the cache's own ops allocate in one evaluation.")
 
@@ -667,22 +671,24 @@ def header_lines(result: dict) -> list[str]:
 
 
 def markdown_table(result: dict) -> str:
-    head = ("| model | method | setting | calls | blocks | speedup | realised | PSNR dB | SSIM | cache MB | "
-            "delta peak MB | passes/block computed | passes/block cached | transient MB |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| model | method | setting | calls | blocks | speedup | realised | schedule bound | of bound | PSNR dB | "
+            "SSIM | cache MB | delta peak MB | passes/block computed | passes/block cached | transient MB |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     out = [head]
     for r in result["rows"]:
         if r.get("error"):
             method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
             out.append(f"| {r['model']} | {method} | {r['setting']} | failed: {r['error'][:120]} |"
-                       + "  |" * 13)
+                       + "  |" * 15)
             continue
         psnr = "inf" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
         delta = "n/a" if r["delta_peak_mb"] is None else f"{r['delta_peak_mb']:+.1f}"
         method = r["method"] + (" (ComfyUI)" if r["kind"] == "baseline" else "")
         out.append(f"| {r['model']} | {method} | {r['setting']}{_side_note(r)} | "
                    f"{r['calls_computed']}/{r['calls_total']} | "
-                   f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {_fmt(realised(r), '.2f')} | {psnr} | "
+                   f"{r['compute_fraction']:.3f} | {r['wall_speedup']:.2f}x | {_fmt(realised(r), '.2f')} | "
+                   f"{_fmt(r.get('bound_speedup'), '.2f')}{'x' if r.get('bound_speedup') else ''} | "
+                   f"{_fmt(r.get('of_bound'), '.2f')} | {psnr} | "
                    f"{r['ssim']:.4f} | {r['extra_mem_mb']:.3f} | {delta} | {_fmt(r.get('passes_computed'), 'g')} | "
                    f"{_fmt(r.get('passes_cached'), 'g')} | {_fmt(r.get('transient_mb'), '.3f')} |")
     return "\n".join(out)
@@ -734,6 +740,28 @@ def overhead_lines(result: dict) -> list[str]:
     if by_median:
         lines.append(f"  - the same median with the ratio of the median times instead of paired ratios: "
                      f"{statistics.median(by_median):.3f}")
+    return lines + bound_lines(ours)
+
+
+def bound_lines(ours: list[dict]) -> list[str]:
+    """The share of each schedule's own speedup the cache delivers (replay time / cached time): what
+    the cache's work costs, apart from what the schedule leaves running on its cached steps."""
+    rows = [r for r in ours if r.get("of_bound") is not None]
+    if not rows:
+        return []
+    lines = [f"- cache's share of its schedule's speedup (the schedule replayed with no cache work / cached; "
+             f"1.0 = the cache costs nothing), median over {len(rows)} rows: "
+             f"{statistics.median(r['of_bound'] for r in rows):.3f}"]
+    for method in FORECASTING:
+        vals = [r["of_bound"] for r in rows if r["method"] == method]
+        if vals:
+            lines.append(f"  - {method}: median {statistics.median(vals):.3f} (lowest {min(vals):.3f})")
+    for whole, what in ((True, "whole-step rows"), (False, "rows running part of the model")):
+        vals = [r for r in rows if r.get("whole_steps") is whole]
+        if vals:
+            lines.append(f"  - the {len(vals)} {what}: median {statistics.median(r['of_bound'] for r in vals):.3f}; "
+                         f"the schedule alone realises a median {statistics.median(r['bound_speedup'] * r['compute_fraction'] for r in vals):.3f} "
+                         f"of the ideal speedup")
     return lines
 
 

@@ -58,6 +58,13 @@ def test_benchmark_rows(benchmark_result):
         # ratios' median, and the ratio of the median times is kept beside it
         ratios = sorted(u / c for u, c in zip(row["times_uncached"], row["times_cached"]))
         assert row["wall_speedup"] == pytest.approx(ratios[1], rel=2e-3, abs=2e-3), row
+        if row["kind"] == "ours" and row["compute_fraction"] < 1.0:
+            # the schedule replayed with no cache work, timed in the same rounds
+            assert len(row["times_bound"]) == 3, row
+            shares = sorted(b / c for b, c in zip(row["times_bound"], row["times_cached"]))
+            assert row["of_bound"] == pytest.approx(shares[1], rel=2e-3, abs=2e-3), row
+            bounds = sorted(u / b for u, b in zip(row["times_uncached"], row["times_bound"]))
+            assert row["bound_speedup"] == pytest.approx(bounds[1], rel=2e-3, abs=2e-3), row
         assert row["median_speedup"] == pytest.approx(
             sorted(row["times_uncached"])[1] / sorted(row["times_cached"])[1], rel=2e-3, abs=2e-3), row
         assert row["extra_mem_mb"] >= 0
