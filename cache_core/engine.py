@@ -347,8 +347,10 @@ class CacheRun:
             ev.blocks_total += blocks * self.calls_per_pass
             out = {}
             for b, k in zip(branches, keys):
-                y = self.predictor.predict(slot, (k,), ev.ctx).to(x.device)
-                out[b] = torch.addcmul(x, scale, x + y if slot == "YD" else y, value=-1.0)
+                y, gain = self.predictor.predict_scaled(slot, (k,), ev.ctx)     # y = tensor * gain
+                y = y.to(x.device)
+                out[b] = torch.addcmul(x, scale if gain == 1.0 else scale * gain, x + y if slot == "YD" else y,
+                                       value=-1.0)
             return out
         if verdict.decision != Decision.COMPUTE:
             ev.fell_back = True       # nothing usable cached for this pass: compute it
@@ -366,17 +368,28 @@ class CacheRun:
         scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
         if scale is None:
             return
+        # y = (x - out) / sigma is recorded as the one op x - out, with 1 / sigma as the predictor's
+        # gain, when the pass has one sigma (the change of the output, y - x, needs y itself)
+        gain = _inverse_sigma(sigma) if self.pass_slot == "Y" else None
         ys = {}
         for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
+            if gain is not None:
+                d = x - outputs[b]
+                self.predictor.record("Y", (k,), d, ev.ctx, gain=gain)
+                ys[k] = (d, gain)
+                continue
             y = (x - outputs[b]) / scale
             self.predictor.record(self.pass_slot, (k,), y - x if self.pass_slot == "YD" else y, ev.ctx)
-            ys[k] = y
-        if ev.ctx.stage == 0 and ys:
+            ys[k] = (y, 1.0)
+        wants_residuals = getattr(self.policy, "wants_residuals", False)
+        if ev.ctx.stage == 0 and ys and (wants_residuals or _overrides(self.policy, "observe_output")):
             lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))
-            if getattr(self.policy, "wants_residuals", False):
-                self.policy.observe_residuals(ev.ctx, (lead,), {"Y": ys[lead]})
+            value, g = ys[lead]
+            y = value if g == 1.0 else value * g       # only a policy that looks at it gets y made
+            if wants_residuals:
+                self.policy.observe_residuals(ev.ctx, (lead,), {"Y": y})
             else:
-                self.policy.observe_output(ev.ctx, (lead,), x, ys[lead])
+                self.policy.observe_output(ev.ctx, (lead,), x, y)
 
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],
@@ -777,6 +790,22 @@ def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor | None:
     if sigma.numel() != x.shape[0]:
         return None
     return sigma.reshape((x.shape[0],) + (1,) * (x.ndim - 1)).to(device=x.device, dtype=x.dtype)
+
+
+def _inverse_sigma(sigma) -> float | None:
+    """1 / sigma when the pass has one noise level (one value, or the same for every sample)."""
+    if not isinstance(sigma, torch.Tensor) or sigma.numel() == 0:
+        return None
+    flat = sigma.detach().flatten()
+    first = float(flat[0])
+    if first <= 0 or (flat.numel() > 1 and not bool((flat == flat[0]).all())):
+        return None
+    return 1.0 / first
+
+
+def _overrides(policy, name: str) -> bool:
+    """Does the policy's class replace ``Policy.name`` (a hook the engine may then skip)?"""
+    return getattr(type(policy), name, None) is not getattr(Policy, name)
 
 
 def _first_tensor(value):

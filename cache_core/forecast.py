@@ -71,15 +71,24 @@ def newton_weights(xs: Sequence[float], x: float) -> list[float]:
     return _combine(_difference_weights(xs), factors)
 
 
-def newton_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int) -> torch.Tensor:
+def _gained(weights: Sequence[float], gains: Sequence[float] | None) -> list[float]:
+    """Weights on values recorded as ``value * gain`` (the scalar the engine folds in) when the
+    tensors hold ``value`` alone."""
+    return list(weights) if gains is None else [w * g for w, g in zip(weights, gains)]
+
+
+def newton_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int,
+                       gains: Sequence[float] | None = None) -> torch.Tensor:
     """The polynomial of degree ``order`` through the newest ``order + 1`` points, at ``x``.
 
     Exact for polynomial trajectories of degree <= order, whatever the spacing.
-    For order 1 and unit spacing this is TaylorSeer's first-order forecast.
+    For order 1 and unit spacing this is TaylorSeer's first-order forecast. ``gains``: each
+    value is ``values[i] * gains[i]`` (default 1).
     """
     k = max(0, min(order, len(xs) - 1))
     xs, values = list(xs)[-(k + 1):], list(values)[-(k + 1):]
-    return weighted_sum(values, newton_weights(xs, x))
+    gains = None if gains is None else list(gains)[-(k + 1):]
+    return weighted_sum(values, _gained(newton_weights(xs, x), gains))
 
 
 def hermite_polynomial(k: int, y: float) -> float:
@@ -93,7 +102,7 @@ def hermite_polynomial(k: int, y: float) -> float:
 
 
 def hermite_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int,
-                        scale: float = 0.5) -> torch.Tensor:
+                        scale: float = 0.5, gains: Sequence[float] | None = None) -> torch.Tensor:
     """HiCache: F + sum_k D_k * H_k(scale * dx) * scale^k / k!, D_k the k-th derivative estimate.
 
     D_k = k! * f[x_n, ..., x_n-k] (spacing-aware). With order 1 this is the damped
@@ -101,10 +110,11 @@ def hermite_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: 
     """
     k = max(0, min(order, len(xs) - 1))
     xs, values = list(xs)[-(k + 1):], list(values)[-(k + 1):]
+    gains = None if gains is None else list(gains)[-(k + 1):]
     dx = x - xs[-1]
     # D_j * H_j(scale dx) scale^j / j! with D_j = j! f[...]: the j! cancel
     factors = [1.0] + [hermite_polynomial(j, scale * dx) * scale ** j for j in range(1, k + 1)]
-    return weighted_sum(values, _combine(_difference_weights(xs), factors))
+    return weighted_sum(values, _gained(_combine(_difference_weights(xs), factors), gains))
 
 
 def foca_step(anchor: tuple, anchor_prev: tuple | None, recent: tuple, recent_prev: tuple | None,
@@ -112,23 +122,29 @@ def foca_step(anchor: tuple, anchor_prev: tuple | None, recent: tuple, recent_pr
     """FoCa's forecast-then-calibrate step (Heun/trapezoid anchored at the last full step).
 
     ``anchor`` / ``anchor_prev``: (x, value) of the last two full steps; ``recent`` /
-    ``recent_prev``: the two newest values of the rolling window, full or forecast.
+    ``recent_prev``: the two newest values of the rolling window, full or forecast. An entry
+    may carry a third element, the gain its value was recorded at (value * gain; default 1).
     F = F_full + (x - x_full) / 2 * (slope_full + slope_recent); with fewer than two
     full steps of history the anchor is reused.
     """
-    xa, fa = anchor
+    xa, fa = anchor[0], anchor[1]
     if anchor_prev is None or recent_prev is None:
-        return fa.float().clone()
+        return fa.float() * _gain_of(anchor)
     half = (x - xa) / 2.0
     full, rec = half / (xa - anchor_prev[0]), half / (recent[0] - recent_prev[0])
     terms: list = []            # (tensor, weight), the same tensor once
-    for t, w in ((fa, 1.0 + full), (anchor_prev[1], -full), (recent[1], rec), (recent_prev[1], -rec)):
+    for e, w in ((anchor, 1.0 + full), (anchor_prev, -full), (recent, rec), (recent_prev, -rec)):
+        t, w = e[1], w * _gain_of(e)
         same = next((i for i, (u, _) in enumerate(terms) if u is t), None)
         if same is None:
             terms.append((t, w))
         else:
             terms[same] = (t, terms[same][1] + w)
     return weighted_sum([t for t, _ in terms], [w for _, w in terms])
+
+
+def _gain_of(entry: tuple) -> float:
+    return entry[2] if len(entry) > 2 else 1.0
 
 
 def chebyshev_basis(tau: float, size: int) -> list[float]:

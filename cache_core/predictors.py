@@ -19,15 +19,24 @@ PREDICTORS = ("reuse", "taylor", "hermite", "foca", "freq", "spectrum")   # what
 
 
 class ReusePredictor:
-    """Keeps the last computed value of each slot, per branch."""
+    """Keeps the last computed value of each slot, per branch.
+
+    ``record(..., gain=g)`` records ``value * g`` while keeping ``value`` alone: the engine
+    folds a scalar (a whole pass's 1 / sigma) into the predictor instead of spending a
+    full-tensor op on it. Forecasts fold gains into their weights; ``predict_scaled`` hands
+    a reused value back with its gain, so the caller folds it into the op it does anyway."""
     decision = Decision.REUSE
     name = "reuse"
 
     def __init__(self, store: BranchStore):
         self.store = store
+        self.gains: dict[tuple, float] = {}     # (slot, branch) -> gain of the value the store holds
 
-    def record(self, slot: str, keys: Sequence[Hashable], value: torch.Tensor | None, ctx: StepContext) -> None:
+    def record(self, slot: str, keys: Sequence[Hashable], value: torch.Tensor | None, ctx: StepContext,
+               gain: float = 1.0) -> None:
         self.store.put(slot, keys, value)
+        for k in keys:
+            self.gains[(slot, k)] = float(gain)
 
     def ready(self, slot: str, keys: Sequence[Hashable], like: torch.Tensor | None = None) -> bool:
         if like is None:
@@ -35,7 +44,19 @@ class ReusePredictor:
         return self.store.matches(slot, keys, like)
 
     def predict(self, slot: str, keys: Sequence[Hashable], ctx: StepContext) -> torch.Tensor | None:
-        return self.store.get(slot, keys)
+        value, gain = self.predict_scaled(slot, keys, ctx)
+        return value if value is None or gain == 1.0 else value * gain
+
+    def predict_scaled(self, slot: str, keys: Sequence[Hashable], ctx: StepContext) -> tuple:
+        """(tensor, gain): the prediction is ``tensor * gain``."""
+        return self._last_scaled(slot, keys)
+
+    def _last_scaled(self, slot, keys) -> tuple:
+        value = self.store.get(slot, keys)
+        gains = [self.gains.get((slot, k), 1.0) for k in keys]
+        if value is None or all(g == gains[0] for g in gains):
+            return value, (gains[0] if gains else 1.0)
+        return torch.cat([c * g for c, g in zip(split_batch(value, keys).values(), gains)], dim=0), 1.0
 
     def nbytes(self) -> int:
         return self.store.nbytes()
@@ -49,7 +70,8 @@ class ReusePredictor:
             for key in keys:
                 f = self._forecast(slot, key, point)
                 if f is None:
-                    return ReusePredictor.predict(self, slot, keys, ctx)
+                    value, gain = self._last_scaled(slot, keys)
+                    return value if value is None or gain == 1.0 else value * gain
                 parts.append(f)
             out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
         last = self.store.get(slot, keys)
@@ -67,6 +89,7 @@ class ReusePredictor:
 
     def clear(self) -> None:
         self.store.reset()
+        self.gains.clear()
 
 
 class ForecastPredictor(ReusePredictor):
@@ -87,7 +110,7 @@ class ForecastPredictor(ReusePredictor):
         self.axis = axis
         self.hermite_scale = hermite_scale
         self.cutoff = cutoff
-        self.history: dict[tuple, list] = {}       # (slot, key) -> [(x, tensor), ...] full values
+        self.history: dict[tuple, list] = {}       # (slot, key) -> [(x, tensor, gain), ...] full values
         #                                            (the frequency split keeps their high band)
         self.window: dict[tuple, list] = {}        # FoCa's rolling window, full or forecast
         self.low: dict[tuple, list] = {}           # the frequency split: [(x, low band of the last value)]
@@ -100,8 +123,8 @@ class ForecastPredictor(ReusePredictor):
     def _x(self, ctx: StepContext) -> float:
         return float(ctx.sigma) if self.axis == "sigma" else float(ctx.step)
 
-    def record(self, slot, keys, value, ctx) -> None:
-        super().record(slot, keys, value, ctx)     # the last value, for readiness and shapes
+    def record(self, slot, keys, value, ctx, gain: float = 1.0) -> None:
+        super().record(slot, keys, value, ctx, gain)     # the last value, for readiness and shapes
         if value is None or ctx.stage > 0:         # extra sampler stages sit between steps: not history
             return
         x = self._x(ctx)
@@ -117,39 +140,48 @@ class ForecastPredictor(ReusePredictor):
             if h and h[-1][0] == x:
                 h.pop()                            # the same point computed again: keep the newest
             if lows is not None:
-                self.low[(slot, key)] = [(x, lows[key])]
-            h.append((x, chunk))
+                self.low[(slot, key)] = [(x, lows[key], float(gain))]
+            h.append((x, chunk, float(gain)))
             del h[:-self.depth]
             if self.name == "foca":
-                self.window[(slot, key)] = [(x, chunk.detach())]
+                self.window[(slot, key)] = [(x, chunk.detach(), float(gain))]
 
-    def _extrapolate(self, xs, vs, x, low=None) -> torch.Tensor:
+    def _extrapolate(self, xs, vs, x, gains, low=None) -> torch.Tensor:
         if self.name == "taylor":
-            return newton_extrapolate(xs, vs, x, self.order)
+            return newton_extrapolate(xs, vs, x, self.order, gains)
         if self.name == "hermite":
-            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale)
-        # the frequency split: the last low band, and the high band forecast
-        return low + hermite_extrapolate(xs, vs, x, min(self.order, 2), self.hermite_scale)
+            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale, gains)
+        # the frequency split: the last low band (x, tensor, gain), and the high band forecast
+        high = hermite_extrapolate(xs, vs, x, min(self.order, 2), self.hermite_scale, gains)
+        return low[1] + high if low[2] == 1.0 else high.add_(low[1], alpha=low[2])
 
     def _forecast_joined(self, slot, keys, x) -> torch.Tensor | None:
         if self.name == "foca":        # its rolling window is kept per branch
             return None
         hs = [self.history.get((slot, k)) for k in keys]
-        if not all(hs) or any([p[0] for p in h] != [p[0] for p in hs[0]] for h in hs[1:]):
+        if not all(hs) or any([(p[0], p[2]) for p in h] != [(p[0], p[2]) for p in hs[0]] for h in hs[1:]):
             return None
         vs = [batch_view([h[i][1] for h in hs]) for i in range(len(hs[0]))]
-        low = batch_view([self.low[(slot, k)][0][1] for k in keys]) if self.name == "freq" else None
-        if any(v is None for v in vs) or (self.name == "freq" and low is None):
+        low = None
+        if self.name == "freq":
+            lows = [self.low[(slot, k)][0] for k in keys]
+            if any(e[2] != lows[0][2] for e in lows):
+                return None
+            joined = batch_view([e[1] for e in lows])
+            if joined is None:
+                return None
+            low = (lows[0][0], joined, lows[0][2])
+        if any(v is None for v in vs):
             return None
-        return self._extrapolate([p[0] for p in hs[0]], vs, x, low)
+        return self._extrapolate([p[0] for p in hs[0]], vs, x, [p[2] for p in hs[0]], low)
 
     def _forecast(self, slot, key, x) -> torch.Tensor | None:
         h = self.history.get((slot, key))
         if not h:
             return None
-        xs, vs = [p[0] for p in h], [p[1] for p in h]
+        xs, vs, gains = [p[0] for p in h], [p[1] for p in h], [p[2] for p in h]
         if self.name != "foca":
-            return self._extrapolate(xs, vs, x, self.low[(slot, key)][0][1] if self.name == "freq" else None)
+            return self._extrapolate(xs, vs, x, gains, self.low[(slot, key)][0] if self.name == "freq" else None)
         # foca
         window = self.window.setdefault((slot, key), [h[-1]])
         anchor, anchor_prev = h[-1], (h[-2] if len(h) > 1 else None)
@@ -164,6 +196,9 @@ class ForecastPredictor(ReusePredictor):
     def predict(self, slot, keys, ctx):
         return self.forecast_batch(slot, keys, ctx, self._x(ctx))
 
+    def predict_scaled(self, slot, keys, ctx) -> tuple:
+        return self.predict(slot, keys, ctx), 1.0     # the gains are in the forecast's weights
+
     def forget_branch(self, key) -> None:
         """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""
         for table in (self.history, self.window, self.low):
@@ -174,7 +209,7 @@ class ForecastPredictor(ReusePredictor):
         total = super().nbytes()
         for table in (self.history, self.window, self.low):
             for entries in table.values():
-                total += sum(t.numel() * t.element_size() for _, t in entries)
+                total += sum(e[1].numel() * e[1].element_size() for e in entries)
         return total
 
     def clear(self) -> None:
@@ -208,16 +243,16 @@ class SpectrumPredictor(ReusePredictor):
     def tau(ctx: StepContext) -> float:
         return 2.0 * float(ctx.progress) - 1.0
 
-    def _add(self, fit: dict, tau: float, value: torch.Tensor, sign: float) -> None:
+    def _add(self, fit: dict, tau: float, value: torch.Tensor, sign: float, gain: float = 1.0) -> None:
         basis = torch.tensor(chebyshev_basis(tau, self.size), dtype=torch.float64)
         fit["xtx"] += sign * torch.outer(basis, basis)
         v = value.float()
         for p, b in enumerate(basis.tolist()):
-            fit["xth"][p].add_(v, alpha=sign * b)
+            fit["xth"][p].add_(v, alpha=sign * b * gain)
         fit["count"] += 1 if sign > 0 else -1
 
-    def record(self, slot, keys, value, ctx) -> None:
-        super().record(slot, keys, value, ctx)
+    def record(self, slot, keys, value, ctx, gain: float = 1.0) -> None:
+        super().record(slot, keys, value, ctx, gain)
         if value is None or ctx.stage > 0:
             return
         tau = self.tau(ctx)
@@ -228,13 +263,13 @@ class SpectrumPredictor(ReusePredictor):
                 fit = self.fits[(slot, key)] = {
                     "xtx": torch.zeros(self.size, self.size, dtype=torch.float64),
                     "xth": torch.zeros((self.size,) + tuple(chunk.shape), dtype=torch.float32, device=chunk.device),
-                    "count": 0, "last": (tau, chunk), "prev": None}
+                    "count": 0, "last": (tau, chunk, float(gain)), "prev": None}
             elif fit["last"][0] == tau:               # the same step computed again: keep the newest
-                self._add(fit, tau, fit["last"][1], -1.0)
+                self._add(fit, tau, fit["last"][1], -1.0, fit["last"][2])
             else:
                 fit["prev"] = fit["last"]
-            self._add(fit, tau, chunk, 1.0)
-            fit["last"] = (tau, chunk)
+            self._add(fit, tau, chunk, 1.0, gain)
+            fit["last"] = (tau, chunk, float(gain))
 
     def _forecast(self, slot, key, tau) -> torch.Tensor | None:
         fit = self.fits.get((slot, key))
@@ -243,11 +278,15 @@ class SpectrumPredictor(ReusePredictor):
         size = min(self.size, fit["count"])
         a = ridge_weights(fit["xtx"], chebyshev_basis(tau, size), self.lam).tolist()
         on_sums, on_last = spectrum_weights(a, fit["last"], fit["prev"], tau, self.weight)
-        last, prev = fit["last"][1], (fit["prev"] or (None, fit["last"][1]))[1]
-        return weighted_sum([fit["xth"][p] for p in range(size)] + [last, prev], on_sums + on_last)
+        last, prev = fit["last"], fit["prev"] or fit["last"]
+        on_last = [on_last[0] * last[2], on_last[1] * prev[2]]     # the gains of the kept values
+        return weighted_sum([fit["xth"][p] for p in range(size)] + [last[1], prev[1]], on_sums + on_last)
 
     def predict(self, slot, keys, ctx):
         return self.forecast_batch(slot, keys, ctx, self.tau(ctx), sanitise=True)
+
+    def predict_scaled(self, slot, keys, ctx) -> tuple:
+        return self.predict(slot, keys, ctx), 1.0     # the gains are in the fit
 
     def forget_branch(self, key) -> None:
         for slot_key in [sk for sk in self.fits if sk[1] == key]:
@@ -257,8 +296,7 @@ class SpectrumPredictor(ReusePredictor):
         total = super().nbytes()
         for fit in self.fits.values():
             total += fit["xth"].numel() * 4
-            total += sum(t.numel() * t.element_size() for t in (fit["last"][1], (fit["prev"] or (0, None))[1])
-                         if t is not None)
+            total += sum(e[1].numel() * e[1].element_size() for e in (fit["last"], fit["prev"]) if e is not None)
         return total
 
     def clear(self) -> None:

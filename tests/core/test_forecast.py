@@ -96,7 +96,7 @@ def test_forecast_predictor_ignores_extra_stages_and_can_use_sigma():
     p.record("R", ("c",), torch.tensor([[1.0]]), ctx(0, sigma=1.0))
     p.record("R", ("c",), torch.tensor([[99.0]]), ctx(0, sigma=0.9, stage=1))
     p.record("R", ("c",), torch.tensor([[0.5]]), ctx(1, sigma=0.5))
-    assert [x for x, _ in p.history[("R", "c")]] == [1.0, 0.5]
+    assert [x for x, *_ in p.history[("R", "c")]] == [1.0, 0.5]
     assert float(p.predict("R", ("c",), ctx(2, sigma=0.25))) == pytest.approx(0.25)
 
 

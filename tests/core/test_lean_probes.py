@@ -132,3 +132,92 @@ def test_the_front_input_is_read_by_reference_once_the_front_block_leaves_it_alo
     assert decided == reference and "reused" in decided
     for a, b in zip(outs, reference_outs):
         assert torch.allclose(a, b)
+
+
+# ---- whole passes: y = (x - out) / sigma recorded as one op, 1 / sigma folded into the predictor ----
+
+def _ctx(step, sigma, total=8):
+    return StepContext(0, step, total, 0, sigma, step / (total - 1), ("c", "u"))
+
+
+@pytest.mark.parametrize("kind,order", [("reuse", 1), ("taylor", 2), ("hermite", 2), ("foca", 1), ("freq", 2),
+                                        ("spectrum", 1)])
+def test_a_recorded_gain_gives_the_forecast_of_the_scaled_values(kind, order):
+    from cache_core.predictors import make_predictor
+    torch.manual_seed(0)
+    plain, folded = (make_predictor(kind, BranchStore(), order) for _ in range(2))
+    keys = ("c", "u")
+    for step, gain in enumerate((1.0, 1.6, 2.5, 4.0)):
+        value = torch.randn(2, 3, 8, 8)
+        plain.record("Y", keys, value * gain, _ctx(step, 1 / gain))
+        folded.record("Y", keys, value, _ctx(step, 1 / gain), gain=gain)
+    for step in (4, 5):      # the batch at once (joined) and each branch
+        for ks in (keys, ("c",), ("u",)):
+            expected = plain.predict("Y", ks, _ctx(step, 0.2))
+            assert torch.allclose(folded.predict("Y", ks, _ctx(step, 0.2)), expected, rtol=1e-4, atol=1e-5)
+            tensor, gain = folded.predict_scaled("Y", ks, _ctx(step, 0.2))
+            assert torch.allclose(tensor * gain, expected, rtol=1e-4, atol=1e-5)
+    _, gain = folded.predict_scaled("Y", keys, _ctx(4, 0.2))
+    assert gain == (4.0 if kind == "reuse" else 1.0)      # reuse hands its gain to the caller's op
+
+
+def _whole_pass_run(method, **kw):
+    model = ToyModel([1.0, 2.0])
+    return make_run(model, [1.0, 0.8, 0.6, 0.4, 0.2, 0.0], method=method, cache_level="output",
+                    warmup_steps=1, last_steps_computed=1, **kw)
+
+
+@pytest.mark.parametrize("method,kw", [("fixed_interval", dict(interval=2)), ("taylorseer", dict(interval=2))])
+def test_a_computed_whole_pass_records_one_full_size_op_per_branch_and_a_cached_one_gives_the_same_output(method, kw):
+    torch.manual_seed(0)
+    run = _whole_pass_run(method, **kw)
+    branches = ("cond", "uncond")
+    ys = {b: [torch.randn(2, 4, 8) for _ in range(5)] for b in branches}
+    xs = [torch.randn(2, 4, 8) for _ in range(5)]
+    recorded, answers = [], []
+    for i, s in enumerate([1.0, 0.8, 0.6, 0.4, 0.2]):
+        x, sigma = xs[i], torch.full((2,), s)
+        run.begin_evaluation(s, branches)
+        assert run.use_pass_level(True)
+        answer = run.answer_pass(x, sigma, branches)
+        if answer is None:
+            outs = {b: run.model_call(x, (b,), lambda b=b: x - s * ys[b][i], s, adds_between_blocks=False)
+                    for b in branches}
+            with _Ops(x.numel()) as ops:
+                run.record_pass(x, sigma, outs)
+            recorded.append(ops.names)
+            answer = outs
+        else:
+            answers.append((i, answer))
+        run.end_evaluation()
+        run.step_reported(i)
+    assert recorded and all(names == ["sub.Tensor"] * 2 for names in recorded)   # x - out, per branch
+    assert answers
+    for i, answer in answers:          # y kept as (x - out) with 1 / sigma: the same prediction as before
+        s, prev = [1.0, 0.8, 0.6, 0.4, 0.2][i], i - 1
+        for b in branches:
+            if method == "fixed_interval":
+                assert torch.allclose(answer[b], xs[i] - s * ys[b][prev], atol=1e-5)
+            else:
+                assert torch.isfinite(answer[b]).all()
+
+
+def test_a_pass_with_a_noise_level_per_sample_divides_as_before():
+    run = _whole_pass_run("fixed_interval", interval=2)
+    torch.manual_seed(1)
+    x, y = torch.randn(2, 4, 8), torch.randn(2, 4, 8)
+    sigma = torch.tensor([1.0, 0.5])
+    run.begin_evaluation(1.0, ("cond",))
+    run.use_pass_level(True)
+    assert run.answer_pass(x, sigma, ("cond",)) is None
+    out = {"cond": run.model_call(x, ("cond",), lambda: x - sigma.view(2, 1, 1) * y, 1.0, adds_between_blocks=False)}
+    with _Ops(x.numel()) as ops:
+        run.record_pass(x, sigma, out)
+    assert ops.names == ["sub.Tensor", "div.Tensor"]
+    run.end_evaluation()
+    run.step_reported(0)
+    x2 = torch.randn(2, 4, 8)
+    run.begin_evaluation(0.8, ("cond",))
+    out = run.answer_pass(x2, torch.tensor([0.8, 0.4]), ("cond",))
+    assert out is not None
+    assert torch.allclose(out["cond"], x2 - torch.tensor([0.8, 0.4]).view(2, 1, 1) * y, atol=1e-5)

@@ -146,7 +146,7 @@ def test_deep_feature_only_computed_and_handed_out_as_a_copy():
         run.end_evaluation()
         run.end_sampler_evaluation()
         run.step_reported(i)
-        history.append([(x, float(v.flatten()[0])) for x, v in run.predictor.history[("deep", "c")]])
+        history.append([(x, float(v.flatten()[0])) for x, v, *_ in run.predictor.history[("deep", "c")]])
     assert [r.decision for r in run.stats.records] == ["computed", "forecast", "forecast", "computed", "computed"]
     # the stored feature is the computed one (1.0), not what a patch made of it later
     assert torch.equal(given[0], torch.ones(1, 2)) and torch.equal(given[1], torch.ones(1, 2))
