@@ -35,8 +35,9 @@ class ReusePredictor:
     def record(self, slot: str, keys: Sequence[Hashable], value: torch.Tensor | None, ctx: StepContext,
                gain: float = 1.0) -> None:
         self.store.put(slot, keys, value)
-        for k in keys:
-            self.gains[(slot, k)] = float(gain)
+        if gain != 1.0 or self.gains:      # runs that never fold a gain keep no table
+            for k in keys:
+                self.gains[(slot, k)] = float(gain)
 
     def ready(self, slot: str, keys: Sequence[Hashable], like: torch.Tensor | None = None) -> bool:
         if like is None:
@@ -53,6 +54,8 @@ class ReusePredictor:
 
     def _last_scaled(self, slot, keys) -> tuple:
         value = self.store.get(slot, keys)
+        if not self.gains:
+            return value, 1.0
         gains = [self.gains.get((slot, k), 1.0) for k in keys]
         if value is None or all(g == gains[0] for g in gains):
             return value, (gains[0] if gains else 1.0)
