@@ -51,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfy_host  # noqa: E402
 from cache_work import count_cache_work  # noqa: E402
+from schedule_bound import whole_step_cached  # noqa: E402
 
 REPO_ROOT = comfy_host.REPO_ROOT
 CALIBRATED = "<calibrated>"   # stands for the profile calibrated on the model being benchmarked
@@ -505,8 +506,7 @@ def _cases(bench: ModelBench, ours: list[str], baselines: list[str], profile: st
             row.passes_computed, row.passes_cached = work["passes_computed"], work["passes_cached"]
             row.transient_mb = work["transient_mb"]
             cached_steps = [r for r in records if r["decision"] != "computed"]
-            row.whole_steps = bool(cached_steps) and all(r["block_mask"] == "" and r["blocks_computed"] == 0
-                                                         for r in cached_steps)
+            row.whole_steps = bool(cached_steps) and all(whole_step_cached(r) for r in cached_steps)
             row.attention_skipped_share = summary.get("attention_skipped_share")
             row.cfg_uncond_skipped = summary.get("cfg_uncond_skipped")
             return row

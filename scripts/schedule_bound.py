@@ -17,16 +17,20 @@ from __future__ import annotations
 REPLAY_KEY = "diffusion_cache_schedule_replay"
 
 
+def whole_step_cached(record: dict) -> bool:
+    """A cached evaluation that ran nothing of the model (a whole pass or model call answered)."""
+    return record["decision"] != "computed" and not record.get("block_mask") and record["blocks_computed"] == 0
+
+
 def replayable(records: list, layout, granularity_blocks: bool) -> bool:
     """Whether a run's records can be replayed: one record per sampler evaluation, and block
     masks the size of the layout (U-Net deep-feature caching keeps no block mask)."""
     if not records:
         return False
     for r in records:
-        mask = r.get("block_mask", "")
-        if r["decision"] == "computed" or (not mask and r["blocks_computed"] == 0):
+        if r["decision"] == "computed" or whole_step_cached(r):
             continue
-        if not granularity_blocks or layout is None or len(mask) != layout.total:
+        if not granularity_blocks or layout is None or len(r.get("block_mask", "")) != layout.total:
             return False
     return True
 
@@ -43,8 +47,7 @@ class _Cursor:
 
     def whole_cached(self) -> bool:
         r = self.current()
-        return r is not None and r["decision"] != "computed" and not r.get("block_mask") \
-            and r["blocks_computed"] == 0
+        return r is not None and whole_step_cached(r)
 
     def block_cached(self, g: int) -> bool:
         r = self.current()
