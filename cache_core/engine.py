@@ -333,8 +333,10 @@ class CacheRun:
         ``sigma``: the pass's per-sample (or single) noise level."""
         ev = self.evaluation
         keys, slot = self._branch_keys(branches), self.pass_slot
-        scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
-        ready = bool(keys) and scale is not None and all(self.predictor.ready(slot, (k,), like=x) for k in keys)
+        level = _uniform_sigma(sigma) if ev.ctx.sigma > 0 else None   # one noise level: a scalar
+        scale = None if level is not None or ev.ctx.sigma <= 0 else _per_sample(sigma, x)
+        ready = bool(keys) and (level is not None and level > 0 or scale is not None) and \
+            all(self.predictor.ready(slot, (k,), like=x) for k in keys)
         if self.policy.probe == "model_input":      # every branch sees the same input: the lead's decides
             if self.pass_id is None and keys and self.lead_branch.key not in keys:
                 self.lead_branch.key = keys[0]      # the first branch of the main pass (its prompt switched)
@@ -347,8 +349,14 @@ class CacheRun:
             ev.blocks_total += blocks * self.calls_per_pass
             out = {}
             for b, k in zip(branches, keys):
+                if scale is None and slot == "Y":     # x - sigma * y: one op, folded into a forecast's sum
+                    out[b] = self.predictor.predict_onto(slot, (k,), ev.ctx, x, -level)
+                    continue
                 y, gain = self.predictor.predict_scaled(slot, (k,), ev.ctx)     # y = tensor * gain
                 y = y.to(x.device)
+                if scale is None:
+                    out[b] = torch.add(x, x + y, alpha=-level * gain)
+                    continue
                 out[b] = torch.addcmul(x, scale if gain == 1.0 else scale * gain, x + y if slot == "YD" else y,
                                        value=-1.0)
             return out
@@ -365,12 +373,15 @@ class CacheRun:
             return
         ev.pass_computing = False
         self.calls_per_pass = max(1, ev.calls - ev.calls_before_pass)
-        scale = _per_sample(sigma, x) if ev.ctx.sigma > 0 else None
-        if scale is None:
+        if ev.ctx.sigma <= 0:
             return
+        level = _uniform_sigma(sigma)
         # y = (x - out) / sigma is recorded as the one op x - out, with 1 / sigma as the predictor's
         # gain, when the pass has one sigma (the change of the output, y - x, needs y itself)
-        gain = _inverse_sigma(sigma) if self.pass_slot == "Y" else None
+        gain = 1.0 / level if level is not None and level > 0 and self.pass_slot == "Y" else None
+        scale = None if gain is not None else _per_sample(sigma, x)
+        if gain is None and scale is None:
+            return
         ys = {}
         for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
             if gain is not None:
@@ -792,15 +803,13 @@ def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor | None:
     return sigma.reshape((x.shape[0],) + (1,) * (x.ndim - 1)).to(device=x.device, dtype=x.dtype)
 
 
-def _inverse_sigma(sigma) -> float | None:
-    """1 / sigma when the pass has one noise level (one value, or the same for every sample)."""
+def _uniform_sigma(sigma) -> float | None:
+    """The pass's one noise level (one value, or the same for every sample); None otherwise."""
     if not isinstance(sigma, torch.Tensor) or sigma.numel() == 0:
         return None
-    flat = sigma.detach().flatten()
-    first = float(flat[0])
-    if first <= 0 or (flat.numel() > 1 and not bool((flat == flat[0]).all())):
-        return None
-    return 1.0 / first
+    values = sigma.detach().flatten().tolist()      # one transfer, not one per comparison
+    first = float(values[0])
+    return first if all(v == values[0] for v in values) else None
 
 
 def _overrides(policy, name: str) -> bool:

@@ -32,17 +32,25 @@ def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torc
     return low, f - low
 
 
-def weighted_sum(values: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+def weighted_sum(values: Sequence[torch.Tensor], weights: Sequence[float],
+                 onto: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
     """sum_i weights[i] * values[i], in fp32, one full-tensor op per value with a nonzero weight.
 
     Every forecast here is linear in the recorded values: its weights depend on the
-    coordinates alone, so they are worked out on scalars and the tensors are touched once."""
-    out = None
+    coordinates alone, so they are worked out on scalars and the tensors are touched once.
+    ``onto``: ``onto + alpha * sum`` instead, the caller's op folded into the first term
+    (``onto`` an fp32 tensor the shape of the values: the sum stays in fp32)."""
+    out = onto
     for v, w in zip(values, weights):
         if w == 0.0 and out is not None:
             continue
-        out = v.float() * w if out is None else out.add_(v, alpha=w)
-    return out
+        if out is None:
+            out = v.float() * w
+        elif out is onto:
+            out = torch.add(onto, v, alpha=alpha * w)
+        else:
+            out.add_(v, alpha=w if onto is None else alpha * w)
+    return onto.clone() if out is onto else out      # (no term: never the caller's own tensor)
 
 
 def _difference_weights(xs: Sequence[float]) -> list[list[float]]:
@@ -78,17 +86,18 @@ def _gained(weights: Sequence[float], gains: Sequence[float] | None) -> list[flo
 
 
 def newton_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int,
-                       gains: Sequence[float] | None = None) -> torch.Tensor:
+                       gains: Sequence[float] | None = None, onto: torch.Tensor | None = None,
+                       alpha: float = 1.0) -> torch.Tensor:
     """The polynomial of degree ``order`` through the newest ``order + 1`` points, at ``x``.
 
     Exact for polynomial trajectories of degree <= order, whatever the spacing.
     For order 1 and unit spacing this is TaylorSeer's first-order forecast. ``gains``: each
-    value is ``values[i] * gains[i]`` (default 1).
+    value is ``values[i] * gains[i]`` (default 1); ``onto``, ``alpha``: as ``weighted_sum``.
     """
     k = max(0, min(order, len(xs) - 1))
     xs, values = list(xs)[-(k + 1):], list(values)[-(k + 1):]
     gains = None if gains is None else list(gains)[-(k + 1):]
-    return weighted_sum(values, _gained(newton_weights(xs, x), gains))
+    return weighted_sum(values, _gained(newton_weights(xs, x), gains), onto, alpha)
 
 
 def hermite_polynomial(k: int, y: float) -> float:
@@ -102,7 +111,8 @@ def hermite_polynomial(k: int, y: float) -> float:
 
 
 def hermite_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: float, order: int,
-                        scale: float = 0.5, gains: Sequence[float] | None = None) -> torch.Tensor:
+                        scale: float = 0.5, gains: Sequence[float] | None = None,
+                        onto: torch.Tensor | None = None, alpha: float = 1.0) -> torch.Tensor:
     """HiCache: F + sum_k D_k * H_k(scale * dx) * scale^k / k!, D_k the k-th derivative estimate.
 
     D_k = k! * f[x_n, ..., x_n-k] (spacing-aware). With order 1 this is the damped
@@ -114,7 +124,7 @@ def hermite_extrapolate(xs: Sequence[float], values: Sequence[torch.Tensor], x: 
     dx = x - xs[-1]
     # D_j * H_j(scale dx) scale^j / j! with D_j = j! f[...]: the j! cancel
     factors = [1.0] + [hermite_polynomial(j, scale * dx) * scale ** j for j in range(1, k + 1)]
-    return weighted_sum(values, _gained(_combine(_difference_weights(xs), factors), gains))
+    return weighted_sum(values, _gained(_combine(_difference_weights(xs), factors), gains), onto, alpha)
 
 
 def foca_step(anchor: tuple, anchor_prev: tuple | None, recent: tuple, recent_prev: tuple | None,

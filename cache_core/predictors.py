@@ -52,6 +52,21 @@ class ReusePredictor:
         """(tensor, gain): the prediction is ``tensor * gain``."""
         return self._last_scaled(slot, keys)
 
+    def predict_onto(self, slot: str, keys: Sequence[Hashable], ctx: StepContext, base: torch.Tensor,
+                     alpha: float) -> torch.Tensor | None:
+        """``base + alpha * prediction`` (None: nothing cached): the caller's one op on the
+        prediction, which a forecast folds into its own sum (fp32 values and ``base``)."""
+        value, gain = self.predict_scaled(slot, keys, ctx)
+        if value is None:
+            return None
+        return torch.add(base, value.to(base.device), alpha=alpha * gain)
+
+    @staticmethod
+    def _foldable(base: torch.Tensor, tensors) -> bool:
+        """May a forecast's sum start from ``base``: fp32 everywhere, on one device."""
+        return base.dtype == torch.float32 and all(t.dtype == torch.float32 and t.device == base.device
+                                                   for t in tensors)
+
     def _last_scaled(self, slot, keys) -> tuple:
         value = self.store.get(slot, keys)
         if not self.gains:
@@ -80,7 +95,7 @@ class ReusePredictor:
         last = self.store.get(slot, keys)
         if last is None:
             return out
-        if sanitise and last.dtype.is_floating_point:
+        if sanitise and last.dtype.is_floating_point and last.dtype.itemsize < 4:
             big = torch.finfo(last.dtype).max
             out = torch.nan_to_num(out, nan=0.0, posinf=big, neginf=-big).clamp(-big, big)
         return out.to(last.dtype)
@@ -149,13 +164,15 @@ class ForecastPredictor(ReusePredictor):
             if self.name == "foca":
                 self.window[(slot, key)] = [(x, chunk.detach(), float(gain))]
 
-    def _extrapolate(self, xs, vs, x, gains, low=None) -> torch.Tensor:
+    def _extrapolate(self, xs, vs, x, gains, low=None, onto=None, alpha: float = 1.0) -> torch.Tensor:
         if self.name == "taylor":
-            return newton_extrapolate(xs, vs, x, self.order, gains)
+            return newton_extrapolate(xs, vs, x, self.order, gains, onto, alpha)
         if self.name == "hermite":
-            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale, gains)
+            return hermite_extrapolate(xs, vs, x, self.order, self.hermite_scale, gains, onto, alpha)
         # the frequency split: the last low band (x, tensor, gain), and the high band forecast
-        high = hermite_extrapolate(xs, vs, x, min(self.order, 2), self.hermite_scale, gains)
+        high = hermite_extrapolate(xs, vs, x, min(self.order, 2), self.hermite_scale, gains, onto, alpha)
+        if onto is not None:
+            return high.add_(low[1], alpha=alpha * low[2])
         return low[1] + high if low[2] == 1.0 else high.add_(low[1], alpha=low[2])
 
     def _forecast_joined(self, slot, keys, x) -> torch.Tensor | None:
@@ -201,6 +218,16 @@ class ForecastPredictor(ReusePredictor):
 
     def predict_scaled(self, slot, keys, ctx) -> tuple:
         return self.predict(slot, keys, ctx), 1.0     # the gains are in the forecast's weights
+
+    def predict_onto(self, slot, keys, ctx, base, alpha):
+        h = self.history.get((slot, keys[0])) if len(keys) == 1 and self.name != "foca" else None
+        last = self.store.get(slot, keys) if h else None      # (FoCa rolls its forecasts: not folded)
+        low = self.low.get((slot, keys[0]), [None])[0] if self.name == "freq" else None
+        if not h or last is None or last.shape != base.shape or (self.name == "freq" and low is None) \
+                or not self._foldable(base, [p[1] for p in h] + ([low[1]] if low is not None else [])):
+            return super().predict_onto(slot, keys, ctx, base, alpha)
+        return self._extrapolate([p[0] for p in h], [p[1] for p in h], self._x(ctx), [p[2] for p in h], low,
+                                 base, alpha)
 
     def forget_branch(self, key) -> None:
         """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""
@@ -274,7 +301,7 @@ class SpectrumPredictor(ReusePredictor):
             self._add(fit, tau, chunk, 1.0, gain)
             fit["last"] = (tau, chunk, float(gain))
 
-    def _forecast(self, slot, key, tau) -> torch.Tensor | None:
+    def _forecast(self, slot, key, tau, onto=None, alpha: float = 1.0) -> torch.Tensor | None:
         fit = self.fits.get((slot, key))
         if fit is None or fit["count"] <= 0:
             return None
@@ -283,13 +310,22 @@ class SpectrumPredictor(ReusePredictor):
         on_sums, on_last = spectrum_weights(a, fit["last"], fit["prev"], tau, self.weight)
         last, prev = fit["last"], fit["prev"] or fit["last"]
         on_last = [on_last[0] * last[2], on_last[1] * prev[2]]     # the gains of the kept values
-        return weighted_sum([fit["xth"][p] for p in range(size)] + [last[1], prev[1]], on_sums + on_last)
+        return weighted_sum([fit["xth"][p] for p in range(size)] + [last[1], prev[1]], on_sums + on_last,
+                            onto, alpha)
 
     def predict(self, slot, keys, ctx):
         return self.forecast_batch(slot, keys, ctx, self.tau(ctx), sanitise=True)
 
     def predict_scaled(self, slot, keys, ctx) -> tuple:
         return self.predict(slot, keys, ctx), 1.0     # the gains are in the fit
+
+    def predict_onto(self, slot, keys, ctx, base, alpha):
+        fit = self.fits.get((slot, keys[0])) if len(keys) == 1 else None
+        last = self.store.get(slot, keys) if fit is not None else None
+        if fit is None or fit["count"] <= 0 or last is None or last.shape != base.shape or not self._foldable(
+                base, [fit["xth"], fit["last"][1]] + ([fit["prev"][1]] if fit["prev"] is not None else [])):
+            return super().predict_onto(slot, keys, ctx, base, alpha)
+        return self._forecast(slot, keys[0], self.tau(ctx), base, alpha)
 
     def forget_branch(self, key) -> None:
         for slot_key in [sk for sk in self.fits if sk[1] == key]:

@@ -168,7 +168,7 @@ def step_payload(node_id, sampler_run: int, record, total_steps: int) -> dict:
 
 
 def run_payload(node_id, stats) -> dict:
-    return {"node": node_id, "run": stats.run_id, "prompt": _prompt_id(), **stats.to_json()["summary"],
+    return {"node": node_id, "run": stats.run_id, "prompt": _prompt_id(), **stats.summary(),
             "steps": [[r.step, r.stage, r.decision, r.blocks_computed, r.blocks_total,
                        r.branches] for r in stats.records]}
 

@@ -38,9 +38,10 @@ def predict_noise_wrapper(executor, *args, **kwargs):
 
 
 def _fingerprint(value) -> Hashable:
-    """Identity of a patch collection: its keys and the patch objects (by id), not their results."""
+    """Identity of a patch collection: its keys and the patch objects (by id), not their results
+    (a dict's in any order: a set of its items)."""
     if isinstance(value, dict):
-        return tuple(sorted(((repr(k), _fingerprint(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+        return frozenset((k, _fingerprint(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return tuple(_fingerprint(v) for v in value)
     return id(value)

@@ -221,3 +221,63 @@ def test_a_pass_with_a_noise_level_per_sample_divides_as_before():
     out = run.answer_pass(x2, torch.tensor([0.8, 0.4]), ("cond",))
     assert out is not None
     assert torch.allclose(out["cond"], x2 - torch.tensor([0.8, 0.4]).view(2, 1, 1) * y, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,order,ops_per_branch", [("reuse", 1, 1), ("taylor", 1, 2), ("taylor", 2, 3),
+                                                       ("hermite", 2, 3), ("freq", 2, 4), ("foca", 1, None),
+                                                       ("spectrum", 1, 6)])
+def test_a_forecast_onto_the_pass_input_folds_the_callers_op_into_its_sum(kind, order, ops_per_branch):
+    """``predict_onto(base, alpha)`` is ``base + alpha * predict``; a forecast from fp32 values starts
+    its sum from ``base``: one op per term, none for the caller (reuse: the caller's op alone)."""
+    from cache_core.predictors import make_predictor
+    torch.manual_seed(0)
+    pred = make_predictor(kind, BranchStore(), order)
+    for step, gain in enumerate((1.0, 1.6, 2.5, 4.0)):
+        pred.record("Y", ("c", "u"), torch.randn(2, 3, 8, 8), _ctx(step, 1 / gain), gain=gain)
+    base = torch.randn(1, 3, 8, 8)
+    for step in (4, 5):
+        expected = base - 0.3 * pred.predict("Y", ("c",), _ctx(step, 0.2))
+        with _Ops(base.numel()) as ops:
+            got = pred.predict_onto("Y", ("c",), _ctx(step, 0.2), base, -0.3)
+        assert got is not base and torch.allclose(got, expected, rtol=1e-4, atol=1e-5)
+        if ops_per_branch is not None:
+            assert len(ops.names) == ops_per_branch, ops.names
+    assert torch.equal(base, base.clone())       # the caller's tensor is left alone
+
+
+def test_a_cached_whole_pass_of_a_forecast_is_its_terms_alone():
+    """TaylorSeer (order 1) answers a cached pass with x - sigma * forecast in two ops per branch:
+    no separate forecast tensor, no multiply by sigma; the answer is the same."""
+    torch.manual_seed(0)
+    sigmas = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    run = make_run(ToyModel([1.0, 2.0]), sigmas + [0.0], method="taylorseer", cache_level="output",
+                   warmup_steps=1, last_steps_computed=1, interval=2)
+    branches = ("cond", "uncond")
+    ys = {b: [torch.randn(2, 4, 8) for _ in sigmas] for b in branches}
+    xs = [torch.randn(2, 4, 8) for _ in sigmas]
+    done, folded = [], 0
+    for i, s in enumerate(sigmas):
+        x, sigma = xs[i], torch.full((2,), s)
+        run.begin_evaluation(s, branches)
+        run.use_pass_level(True)
+        with _Ops(x.numel()) as ops:
+            answer = run.answer_pass(x, sigma, branches)
+        if answer is None:
+            outs = {b: run.model_call(x, (b,), lambda b=b: x - s * ys[b][i], s, adds_between_blocks=False)
+                    for b in branches}
+            run.record_pass(x, sigma, outs)
+            done.append(i)
+        elif len(done) >= 2:
+            folded += 1
+            assert ops.names == ["add.Tensor", "add_.Tensor"] * 2, ops.names
+            j0, j1 = done[-2:]
+            for b in branches:
+                forecast = ys[b][j1] + (i - j1) / (j1 - j0) * (ys[b][j1] - ys[b][j0])
+                assert torch.allclose(answer[b], x - s * forecast, atol=1e-4)
+        else:                          # one computed value: it is reused, in the one op of the answer
+            assert ops.names == ["add.Tensor"] * 2, ops.names
+            for b in branches:
+                assert torch.allclose(answer[b], x - s * ys[b][done[-1]], atol=1e-5)
+        run.end_evaluation()
+        run.step_reported(i)
+    assert folded
