@@ -718,18 +718,26 @@ class CacheRun:
             return out
         for leaf in streams:
             name, _, index = leaf.partition(".")
-            residual = self.predictor.predict(_slot(span, r, leaf), call.keys, self.evaluation.ctx)
-            if not index:
+            slot = _slot(span, r, leaf)
+            if not index:              # the stream plus its residual: the add folded into a forecast's sum
                 value = out[name]
-                out[name] = None if residual is None or value is None else \
-                    value + residual.to(device=value.device, dtype=value.dtype)
+                out[name] = None if value is None else self._onto(slot, call.keys, value)
                 continue
+            residual = self.predictor.predict(slot, call.keys, self.evaluation.ctx)
             parts = list(out[name] or ())            # a tuple stream: add to its element
             i = int(index)
             if residual is not None and i < len(parts) and isinstance(parts[i], torch.Tensor):
                 parts[i] = parts[i] + residual.to(device=parts[i].device, dtype=parts[i].dtype)
             out[name] = tuple(parts)
         return out
+
+    def _onto(self, slot: str, keys: tuple, value: torch.Tensor) -> torch.Tensor | None:
+        """``value`` plus the slot's cached (or forecast) residual, in ``value``'s dtype."""
+        ctx = self.evaluation.ctx
+        if value.dtype == torch.float32:
+            return self.predictor.predict_onto(slot, keys, ctx, value, 1.0)
+        residual = self.predictor.predict(slot, keys, ctx)
+        return None if residual is None else value + residual.to(device=value.device, dtype=value.dtype)
 
     # ---- end of run ----------------------------------------------------------------------
     def finish(self) -> RunStats:

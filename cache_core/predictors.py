@@ -175,25 +175,36 @@ class ForecastPredictor(ReusePredictor):
             return high.add_(low[1], alpha=alpha * low[2])
         return low[1] + high if low[2] == 1.0 else high.add_(low[1], alpha=low[2])
 
-    def _forecast_joined(self, slot, keys, x) -> torch.Tensor | None:
-        if self.name == "foca":        # its rolling window is kept per branch
+    def _series(self, slot, keys) -> tuple | None:
+        """(xs, values, gains, low band) of the batch ``keys``: one branch's history, or the
+        branches' histories joined as views when they are chunks of the same recorded batches;
+        None when there is none, or it cannot be joined (FoCa keeps a rolling window per branch)."""
+        if self.name == "foca":
             return None
         hs = [self.history.get((slot, k)) for k in keys]
-        if not all(hs) or any([(p[0], p[2]) for p in h] != [(p[0], p[2]) for p in hs[0]] for h in hs[1:]):
+        if not hs or not all(hs) or any([(p[0], p[2]) for p in h] != [(p[0], p[2]) for p in hs[0]]
+                                        for h in hs[1:]):
             return None
-        vs = [batch_view([h[i][1] for h in hs]) for i in range(len(hs[0]))]
+        vs = [p[1] for p in hs[0]] if len(hs) == 1 else [batch_view([h[i][1] for h in hs]) for i in range(len(hs[0]))]
         low = None
         if self.name == "freq":
             lows = [self.low[(slot, k)][0] for k in keys]
             if any(e[2] != lows[0][2] for e in lows):
                 return None
-            joined = batch_view([e[1] for e in lows])
+            joined = lows[0][1] if len(lows) == 1 else batch_view([e[1] for e in lows])
             if joined is None:
                 return None
             low = (lows[0][0], joined, lows[0][2])
         if any(v is None for v in vs):
             return None
-        return self._extrapolate([p[0] for p in hs[0]], vs, x, [p[2] for p in hs[0]], low)
+        return [p[0] for p in hs[0]], vs, [p[2] for p in hs[0]], low
+
+    def _forecast_joined(self, slot, keys, x) -> torch.Tensor | None:
+        series = self._series(slot, keys)
+        if series is None:
+            return None
+        xs, vs, gains, low = series
+        return self._extrapolate(xs, vs, x, gains, low)
 
     def _forecast(self, slot, key, x) -> torch.Tensor | None:
         h = self.history.get((slot, key))
@@ -220,14 +231,13 @@ class ForecastPredictor(ReusePredictor):
         return self.predict(slot, keys, ctx), 1.0     # the gains are in the forecast's weights
 
     def predict_onto(self, slot, keys, ctx, base, alpha):
-        h = self.history.get((slot, keys[0])) if len(keys) == 1 and self.name != "foca" else None
-        last = self.store.get(slot, keys) if h else None      # (FoCa rolls its forecasts: not folded)
-        low = self.low.get((slot, keys[0]), [None])[0] if self.name == "freq" else None
-        if not h or last is None or last.shape != base.shape or (self.name == "freq" and low is None) \
-                or not self._foldable(base, [p[1] for p in h] + ([low[1]] if low is not None else [])):
+        series = self._series(slot, keys)
+        last = self.store.get(slot, keys) if series is not None else None
+        if series is None or last is None or last.shape != base.shape or not self._foldable(
+                base, list(series[1]) + ([series[3][1]] if series[3] is not None else [])):
             return super().predict_onto(slot, keys, ctx, base, alpha)
-        return self._extrapolate([p[0] for p in h], [p[1] for p in h], self._x(ctx), [p[2] for p in h], low,
-                                 base, alpha)
+        xs, vs, gains, low = series
+        return self._extrapolate(xs, vs, self._x(ctx), gains, low, base, alpha)
 
     def forget_branch(self, key) -> None:
         """The store reset branch ``key``: its history goes too (the other branches keep theirs)."""

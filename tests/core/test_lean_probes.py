@@ -281,3 +281,29 @@ def test_a_cached_whole_pass_of_a_forecast_is_its_terms_alone():
         run.end_evaluation()
         run.step_reported(i)
     assert folded
+
+
+def test_a_skipped_span_adds_its_forecast_residual_inside_the_forecasts_sum():
+    """Block-level TaylorSeer: a forecast call's skipped span ends with its stream plus the
+    forecast residual made as the forecast's own sum (one op per recorded value it weighs, none
+    for the add); the toy's residual is linear in the step, so the forecast is exact."""
+    sigmas = [1.0 - i / 10 for i in range(10)] + [0.0]
+    model = ToyModel([1.0, 2.0])
+    run = make_run(model, sigmas, method="taylorseer", interval=3, warmup_steps=1, last_steps_computed=1)
+    x = torch.randn(1, 64, 8)
+    folded = 0
+    for i, s in enumerate(sigmas[:-1]):
+        run.begin_evaluation(s, ("cond",))
+        before = model.block_calls
+        with _Ops(x.numel()) as ops:
+            out = run.model_call(x, ("cond",), lambda: model.forward(run, x, s, ("cond",)), s,
+                                 adds_between_blocks=False)
+        run.end_evaluation()
+        run.step_reported(i)
+        computed = [r for r in run.stats.records if r.decision == "computed"]
+        if model.block_calls == before and len(computed) >= 2:
+            folded += 1
+            assert [n for n in ops.names if n != "clone.default"] == ["add.Tensor", "add_.Tensor"], ops.names
+        if model.block_calls > before or len(computed) >= 2:
+            assert torch.allclose(out, x + s * 3.0, atol=1e-5)
+    assert folded
