@@ -231,9 +231,8 @@ class ForecastPredictor(ReusePredictor):
         return self.predict(slot, keys, ctx), 1.0     # the gains are in the forecast's weights
 
     def predict_onto(self, slot, keys, ctx, base, alpha):
-        series = self._series(slot, keys)
-        last = self.store.get(slot, keys) if series is not None else None
-        if series is None or last is None or last.shape != base.shape or not self._foldable(
+        series = self._series(slot, keys)       # (the store's metadata says the shapes fit: no join)
+        if series is None or not self.store.matches(slot, keys, base) or not self._foldable(
                 base, list(series[1]) + ([series[3][1]] if series[3] is not None else [])):
             return super().predict_onto(slot, keys, ctx, base, alpha)
         xs, vs, gains, low = series
@@ -331,8 +330,7 @@ class SpectrumPredictor(ReusePredictor):
 
     def predict_onto(self, slot, keys, ctx, base, alpha):
         fit = self.fits.get((slot, keys[0])) if len(keys) == 1 else None
-        last = self.store.get(slot, keys) if fit is not None else None
-        if fit is None or fit["count"] <= 0 or last is None or last.shape != base.shape or not self._foldable(
+        if fit is None or fit["count"] <= 0 or not self.store.matches(slot, keys, base) or not self._foldable(
                 base, [fit["xth"], fit["last"][1]] + ([fit["prev"][1]] if fit["prev"] is not None else [])):
             return super().predict_onto(slot, keys, ctx, base, alpha)
         return self._forecast(slot, keys[0], self.tau(ctx), base, alpha)
