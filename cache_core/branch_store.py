@@ -86,10 +86,16 @@ class BranchStore:
         """True when ``slot`` holds every key with chunks shaped like ``like``'s chunks."""
         if not self.has(slot, keys):
             return False
-        n = len(keys)
-        if n == 0 or like.shape[0] % n != 0:
+        return self.fits(slot, keys, like.shape, like.dtype, like.device)
+
+    def fits(self, slot: str, keys: Sequence[Hashable], shape, dtype, device) -> bool:
+        """True when ``slot`` holds every key with chunks of a batch shaped ``shape``."""
+        if not self.has(slot, keys):
             return False
-        chunk = ((like.shape[0] // n,) + tuple(like.shape[1:]), like.dtype, like.device)
+        n = len(keys)
+        if n == 0 or shape[0] % n != 0:
+            return False
+        chunk = ((shape[0] // n,) + tuple(shape[1:]), dtype, device)
         return all(self._meta.get((slot, k), chunk) == chunk for k in keys)
 
     def slots(self) -> list[str]:

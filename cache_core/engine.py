@@ -80,6 +80,8 @@ class _Call:
     front_in: torch.Tensor | None = None               # input of the front blocks (probe)
     residual_acc: dict = field(default_factory=dict)   # per-block mode: (span, run) -> stream -> sum
     span_in: dict = field(default_factory=dict)        # (span, run) -> stream -> (input, its version)
+    joined_in: dict = field(default_factory=dict)      # (span, 1) -> (stream, inputs of run 0 it joins)
+    pending: dict = field(default_factory=dict)        # span -> (inputs, outputs) of its run 0, not yet recorded
     per_block: bool = True                             # the host adds to the streams between blocks
     recorded: dict = field(default_factory=dict)       # residuals recorded by this call
     first_block: int | None = None                     # the first block of this call that reached the run
@@ -153,6 +155,12 @@ class CacheRun:
                     for g in range(a, b + 1):
                         self.membership.setdefault(g, []).append((span, r))
             self.stream_keys: dict[tuple, tuple] = {}    # (span, run index) -> streams it caches
+            # a span of two block kinds whose second kind reads the first kind's streams joined
+            # (Flux: single blocks read cat(txt, img)) records one residual, of the joined stream
+            # against the first run's inputs: span -> (stream, order of the joined streams), False
+            # when the host does not join them (learned at the first recorded call)
+            self.joins: dict[tuple, tuple | bool] = {}
+            self.joinable = {span for span, runs in self.span_runs.items() if len(runs) == 2}
             self.run_ends: dict[int, list] = {}          # block -> the (span, run index) that end there
             for key, b in self.run_end.items():
                 self.run_ends.setdefault(b, []).append(key)
@@ -438,6 +446,7 @@ class CacheRun:
                 out = run_model()       # blocks decide through block()
             finally:
                 self.call = None
+            self._flush_pending(call)
             if call.first_block is None:
                 return self._no_block_ran(ev, keys, x, out)
             if ev.ctx.stage == 0 and call.verdict is not None and call.recording:
@@ -572,6 +581,7 @@ class CacheRun:
     def _end_implicit_call(self, ev, call, out) -> None:
         """The last block of a call that block 0 began (no model-call event): observe it as
         ``model_call`` would, with block 0's input and the last block's image stream."""
+        self._flush_pending(call)
         x, recorded = call.first_in, call.recorded
         call.first_in, call.recorded = None, {}
         img = out.get("img") if isinstance(out, dict) else None
@@ -646,35 +656,90 @@ class CacheRun:
             if streams is None:
                 return False
             leaves = _leaves(like) if check_shapes and r == 0 else {}
+            if check_shapes and r == 1 and not self.stream_keys.get((span, 0), True):
+                return self._joined_fits(span, keys, _leaves(like), streams)
             for k in streams:
                 if not self.predictor.ready(_slot(span, r, k), keys, like=leaves.get(k)):
                     return False
         return True
 
+    def _joined_fits(self, span: tuple, keys: tuple, leaves: dict, streams: tuple) -> bool:
+        """The joined residual of ``span`` fits the streams where the span starts, joined."""
+        join = self.joins.get(span)
+        if not join or streams != (join[0],) or any(k not in leaves for k in join[1]):
+            return False
+        parts = [leaves[k] for k in join[1]]
+        first = parts[0]
+        shape = (first.shape[0], sum(p.shape[1] for p in parts)) + tuple(first.shape[2:])
+        slot = _slot(span, 1, join[0])
+        return self.predictor.ready(slot, keys) and self.store.fits(slot, keys, shape, first.dtype, first.device)
+
     def _compute_and_record(self, g: int, args: dict, run_block, call: _Call) -> dict:
         if call.per_block:
             return self._compute_and_record_per_block(g, args, run_block, call)
-        # one residual per run of a span: its output minus its input, in the model's dtype. A run
-        # starts at its first block that runs in this call (the host may skip blocks: skip-layer guidance)
+        # one residual per span: its output minus its input, in the model's dtype. A run starts at
+        # its first block that runs in this call (the host may skip blocks: skip-layer guidance)
         starts = [key for key in self.membership[g] if key not in call.span_in]
-        if starts:
-            # each input by reference once the run has seen that this block leaves it alone (Flux's
-            # single blocks add into theirs in place: those are copied)
-            kept = {k: (v if self.inputs_survive.get((g, k)) else v.clone(), v, g) for k, v in _leaves(args).items()}
-            for key in starts:
-                call.span_in[key] = kept
+        kept = None
+        for key in starts:
+            if key[1] == 1 and key[0] in call.pending and self._join_run(key, call, args):
+                call.span_in[key] = {}              # started: run 0's inputs are its start
+                continue
+            if kept is None:
+                # each input by reference once the run has seen that this block leaves it alone (Flux's
+                # single blocks add into theirs in place: those are copied)
+                kept = {k: (v if self.inputs_survive.get((g, k)) else v.clone(), v, g)
+                        for k, v in _leaves(args).items()}
+            call.span_in[key] = kept
         out = run_block(args)
         for key in self.run_ends.get(g, ()):
-            self._record_span(key, call.span_in.pop(key, {}), out, call)
+            if key in call.joined_in:
+                self._record_joined(key, call.joined_in.pop(key), out, call)
+                call.span_in.pop(key, None)
+            elif key[1] == 0 and key[0] in self.joinable and self.joins.get(key[0]) is not False:
+                inputs = call.span_in.pop(key, {})
+                if inputs:         # recorded with the next run, or alone when the host does not join them
+                    self._learn_survival(inputs)
+                    call.pending[key[0]] = (inputs, out)
+            else:
+                self._record_span(key, call.span_in.pop(key, {}), out, call)
         return out
+
+    def _join_run(self, key: tuple, call: _Call, args: dict) -> bool:
+        """Start run 1 of a joinable span as the join of run 0's inputs; False (run 0 recorded
+        alone) when this host's second block kind does not read the first kind's outputs joined."""
+        span = key[0]
+        inputs, out = call.pending.pop(span)
+        leaves = _leaves(args)
+        if span not in self.joins:
+            self.joins[span] = _join_order(_leaves(out), leaves)
+        join = self.joins[span]
+        if join:
+            name, order = join
+            parts = tuple(inputs[k][0] for k in order if k in inputs)
+            x = leaves.get(name)
+            if len(parts) == len(order) and x is not None and _joins_to(parts, x.shape):
+                call.joined_in[key] = (name, parts)
+                return True
+        self._record_span((span, 0), inputs, out, call)
+        return False
+
+    def _flush_pending(self, call: _Call) -> None:
+        """Record the run 0 residuals whose next run did not start in this call."""
+        for span, (inputs, out) in list(call.pending.items()):
+            self._record_span((span, 0), inputs, out, call)
+        call.pending.clear()
+
+    def _learn_survival(self, kept: dict) -> None:
+        for k, (start, ref, g) in kept.items():     # once per run and input: did the block write into it?
+            if (g, k) not in self.inputs_survive:
+                self.inputs_survive[(g, k)] = start is not ref and torch.equal(ref, start)
 
     def _record_span(self, key: tuple, kept: dict, out: dict, call: _Call) -> None:
         span, r = key
         if not kept:          # the span's first block did not run in this call (skipped by the host)
             return
-        for k, (start, ref, g) in kept.items():     # once per run and input: did the block write into it?
-            if (g, k) not in self.inputs_survive:
-                self.inputs_survive[(g, k)] = start is not ref and torch.equal(ref, start)
+        self._learn_survival(kept)
         outs = _leaves(out)
         streams = {k: None for k, v in out.items() if v is None}
         for k, v in outs.items():
@@ -686,6 +751,26 @@ class CacheRun:
             slot = _slot(span, r, k)
             self.predictor.record(slot, call.keys, value, self.evaluation.ctx)
             call.recorded[slot] = value
+
+    def _record_joined(self, key: tuple, joined: tuple, out: dict, call: _Call) -> None:
+        """The one residual of a joined span: the joined stream's output minus run 0's inputs,
+        joined (each part subtracted into its slice of one tensor: one pass)."""
+        span, r = key
+        name, parts = joined
+        v = _leaves(out).get(name)
+        residual = None
+        if v is not None and _joins_to(parts, v.shape) and all(p.dtype == v.dtype for p in parts):
+            residual = torch.empty_like(v)
+            offset = 0
+            for p in parts:
+                n = p.shape[1]
+                torch.sub(v.narrow(1, offset, n), p, out=residual.narrow(1, offset, n))
+                offset += n
+        self.stream_keys[(span, 0)] = ()        # run 0's blocks hand their inputs on when skipped
+        self.stream_keys[key] = (name,)
+        slot = _slot(span, r, name)
+        self.predictor.record(slot, call.keys, residual, self.evaluation.ctx)
+        call.recorded[slot] = residual
 
     def _compute_and_record_per_block(self, g: int, args: dict, run_block, call: _Call) -> dict:
         inputs = {k: v.clone() for k, v in _leaves(args).items()}
@@ -713,7 +798,8 @@ class CacheRun:
         span = call.skip_span
         r = next(r for s, r in self.membership[g] if s == span)
         streams = self.stream_keys.get((span, r), ())
-        out = {leaf.partition(".")[0]: args.get(leaf.partition(".")[0]) for leaf in streams}
+        out = {k: args[k] for k in STREAM_KEYS if k in args}      # a block hands on what it does not change
+        out.update((leaf.partition(".")[0], args.get(leaf.partition(".")[0])) for leaf in streams)
         if self.run_end[(span, r)] != g:
             return out
         for leaf in streams:
@@ -759,6 +845,26 @@ class CacheRun:
 
 def _slot(span: tuple, run: int, stream: str) -> str:
     return f"{span[0]}-{span[1]}/{run}:{stream}"
+
+
+def _join_order(outs: dict, inputs: dict):
+    """(stream, order) when the one stream in ``inputs`` is the join of the tensors in ``outs``
+    along dim 1 in that order (Flux's single blocks read cat(txt, img)); False otherwise."""
+    if len(inputs) != 1 or not 1 < len(outs) <= 3:
+        return False
+    (name, x), = inputs.items()
+    for order in itertools.permutations(outs):
+        parts = [outs[k] for k in order]
+        if _joins_to(parts, x.shape) and all(p.dtype == x.dtype and p.device == x.device for p in parts) \
+                and torch.equal(torch.cat(parts, 1), x):
+            return name, order
+    return False
+
+
+def _joins_to(parts, shape) -> bool:
+    """``parts`` joined along dim 1 are shaped ``shape``."""
+    return len(shape) >= 2 and all(p.ndim == len(shape) and p.shape[0] == shape[0] and p.shape[2:] == shape[2:]
+                                   for p in parts) and sum(p.shape[1] for p in parts) == shape[1]
 
 
 def _leaves(streams) -> dict:

@@ -6,7 +6,8 @@ the blocks and model calls it hands back to the host are paused again, and so is
 sampler's own work. What is counted is the cache's work: copies, residuals, forecasts,
 the adds of skipped spans. An op (other than a view) counts
 as one *full-tensor pass* when its output has at least half as many elements as the
-model's input latent (the streams of a block are larger; modulation vectors are smaller).
+model's input latent (the streams of a block are larger; modulation vectors are smaller);
+an allocation (``empty``) is no pass, and an op writing into a given tensor adds no bytes.
 Counts are kept per evaluation and attributed to its decision, then divided by the
 blocks of that evaluation. The bytes those ops allocate within one evaluation, at the
 most, are the cache's peak transient bytes.
@@ -31,10 +32,12 @@ class _Counter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if not self.paused and not func.is_view:        # a view moves no data
+            allocates = func.__name__.startswith("empty")     # memory, no pass over it
+            writes_into = bool(kwargs and "out" in kwargs)    # into memory already counted
             for t in tree_leaves(out):
                 if isinstance(t, torch.Tensor) and t.numel() >= self.min_numel:
-                    self.passes += 1
-                    self.bytes += t.numel() * t.element_size()
+                    self.passes += not allocates
+                    self.bytes += 0 if writes_into else t.numel() * t.element_size()
         return out
 
 

@@ -15,8 +15,9 @@ from cache_core.policies import make_policy
 
 
 class ToyModel:
-    def __init__(self, weights, kinds=None, control=None, inplace=False):
+    def __init__(self, weights, kinds=None, control=None, inplace=False, join=False):
         self.weights = list(weights)
+        self.join = join                     # single blocks read cat(txt, img) (ComfyUI's Flux)
         self.inplace = inplace               # blocks write into their input stream (as ComfyUI's Flux does)
         self.layout = BlockLayout(tuple(kinds or (("double_block", len(self.weights)),)))
         self.control = control or {}         # block index -> tensor added after that block
@@ -36,7 +37,10 @@ class ToyModel:
     def forward(self, run, x, sigma, keys, txt=None):
         img = x.clone()
         t = None if txt is None else txt.clone()
+        joined = 0
         for g in range(self.layout.total):
+            if self.join and t is not None and not joined and self.layout.kind_of(g) == "single_block":
+                joined, img = t.shape[1], torch.cat((t, img), 1)
             args = {"img": img, "vec": torch.full((x.shape[0], 1), sigma)}
             if t is not None and self.layout.kind_of(g) != "single_block":
                 args["txt"] = t
@@ -44,7 +48,7 @@ class ToyModel:
             img, t = out["img"], out.get("txt", t)
             if g in self.control:
                 img = img + self.control[g]
-        return img
+        return img[:, joined:]
 
 
 def make_run(model: ToyModel, sigmas, method="fixed_interval", **kw) -> CacheRun:
