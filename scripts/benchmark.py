@@ -427,8 +427,8 @@ def _row(bench, method, setting, inputs, m, kind, compute_fraction, calls_comput
                cached_s=round(tc, 4), psnr_db=None if m["psnr"] is None else round(m["psnr"], 2),
                ssim=round(m["ssim"], 4), extra_mem_mb=round(extra_mb, 3),
                delta_peak_mb=None if m["delta_mb"] is None else round(m["delta_mb"], 2), kind=kind,
-               times_uncached=[round(t, 4) for t in m["times_u"]],
-               times_cached=[round(t, 4) for t in m["times_c"]], steps_decisions=decisions,
+               times_uncached=[round(t, 6) for t in m["times_u"]],
+               times_cached=[round(t, 6) for t in m["times_c"]], steps_decisions=decisions,
                **_bound_fields(m))
 
 
@@ -437,7 +437,7 @@ def _bound_fields(m) -> dict:
         return {}
     return {"bound_speedup": round(statistics.median(u / b for u, b in zip(m["times_u"], m["times_b"])), 3),
             "of_bound": round(statistics.median(b / c for b, c in zip(m["times_b"], m["times_c"])), 3),
-            "times_bound": [round(t, 4) for t in m["times_b"]]}
+            "times_bound": [round(t, 6) for t in m["times_b"]]}
 
 
 def _schedule_replay(bench: ModelBench, holder):
