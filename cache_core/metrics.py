@@ -31,10 +31,17 @@ def rel_l1(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> float:
 
 def rel_l1_per_sample(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """rel_l1 for each batch element (dim 0), in fp32: one full-size op (the difference)."""
-    n = max(a[0].numel(), 1) if a.ndim and a.shape[0] else 1
-    dims = tuple(range(1, a.ndim))          # not flatten(1): that copies a tensor that is not contiguous
-    num = l1_norm(a - b, dim=dims) / n
-    den = l1_norm(b, dim=dims) / n
+    return rel_difference_per_sample(a - b, b, eps)
+
+
+def rel_difference_per_sample(difference: torch.Tensor, reference: torch.Tensor,
+                              eps: float = 1e-8) -> torch.Tensor:
+    """mean|difference| / mean|reference| for each batch element (dim 0), in fp32, for a
+    difference the caller already has: reductions only, no full-size op."""
+    n = max(reference[0].numel(), 1) if reference.ndim and reference.shape[0] else 1
+    dims = tuple(range(1, reference.ndim))   # not flatten(1): that copies a tensor that is not contiguous
+    num = l1_norm(difference, dim=dims) / n
+    den = l1_norm(reference, dim=dims) / n
     return (num / (den + eps)).float()
 
 

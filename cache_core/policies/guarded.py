@@ -17,7 +17,7 @@ from typing import Hashable, Sequence
 import torch
 
 from ..forecast import newton_extrapolate
-from ..metrics import rel_l1_per_sample
+from ..metrics import rel_difference_per_sample
 from .base import COMPUTE, REUSE, Policy, Verdict
 
 
@@ -66,8 +66,12 @@ class GuardedForecastPolicy(Policy):
         h = [p for p in self.history if p[0] != x and p[1].shape == value.shape]
         if h:
             k = min(self.order, len(h) - 1)
-            draft = newton_extrapolate([p[0] for p in h], [p[1] for p in h], x, k)
-            self.pending = rel_l1_per_sample(draft, value).tolist()
+            xs, values = [p[0] for p in h], [p[1] for p in h]
+            if value.dtype == torch.float32:   # real minus draft: the forecast's sum started from the value
+                miss = newton_extrapolate(xs, values, x, k, onto=value, alpha=-1.0)
+            else:                              # (a low-precision start would round the difference)
+                miss = newton_extrapolate(xs, values, x, k) - value
+            self.pending = rel_difference_per_sample(miss, value).tolist()
             self.pending_order = k
         h.append((x, value))
         self.history = h[-(self.order + 1):]

@@ -1,8 +1,8 @@
 """Speculative caching in the SpeCa spirit: forecast, verify cheaply, compute when wrong.
 
 Every step after warm-up is a draft: the front block runs for real, its residual is
-compared with the forecast of that same residual from the history of full steps,
-and the draft of the rest of the model is accepted when the relative error stays
+compared with the forecast of that same residual from the history of full steps
+(relative L1 error against the real residual), and the draft of the rest of the model is accepted when the relative error stays
 under the threshold (and fewer than ``max_drafts`` drafts ran in a row).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Hashable, Sequence
 
 from ..branch_store import BranchStore
-from ..metrics import rel_l1_per_sample
+from ..metrics import rel_difference_per_sample
 from ..predictors import ForecastPredictor
 from .base import COMPUTE, REUSE, Policy, Verdict
 
@@ -35,8 +35,9 @@ class SpeculativePolicy(Policy):
         ready = self.forecaster.ready("probe", keys) and not forced and self.drafts < self.max_drafts
         errors = []
         if ready:
-            draft = self.forecaster.predict("probe", keys, ctx)
-            errors = rel_l1_per_sample(probe, draft.to(probe.dtype)).tolist()
+            # real minus draft, the forecast's weighted sum started from the real residual
+            miss = self.forecaster.predict_onto("probe", keys, ctx, probe, -1.0)
+            errors = rel_difference_per_sample(miss, probe).tolist()
         error = self.metric_of(errors, self.reduce)
         if error is not None:
             if error <= self.threshold:

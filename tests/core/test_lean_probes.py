@@ -307,3 +307,48 @@ def test_a_skipped_span_adds_its_forecast_residual_inside_the_forecasts_sum():
         if model.block_calls > before or len(computed) >= 2:
             assert torch.allclose(out, x + s * 3.0, atol=1e-5)
     assert folded
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_speca_verifies_a_draft_inside_the_forecasts_sum(dtype):
+    """SpeCa's error of a draft is mean|real - draft| / mean|real| per sample, and the difference is
+    the forecast's sum started from the real residual: one op per forecast term, no separate draft
+    tensor and no subtraction (from fp32 values; from bf16 ones the draft is made, then added with -1)."""
+    from cache_core.policies.base import COMPUTE, REUSE
+    from cache_core.policies.speculative import SpeculativePolicy
+    torch.manual_seed(0)
+    policy = SpeculativePolicy(threshold=10.0, order=1)
+    keys = ("c", "u")
+    history = [torch.randn(4, 16, 8) for _ in range(2)]
+    for step, value in enumerate(history):
+        verdict = policy.decide(_ctx(step, 1.0 - step / 10), keys, value.to(dtype), forced="warm-up")
+        assert verdict.decision == COMPUTE
+    real = (2 * history[1] - history[0] + 0.1 * torch.randn(4, 16, 8)).to(dtype)
+    draft = 2 * history[1].to(dtype).double() - history[0].to(dtype).double()   # order 1, unit steps
+    r = real.double()
+    expected = max(((r - draft).abs().flatten(1).mean(1) / r.abs().flatten(1).mean(1)).tolist())
+    with _Ops(real.numel()) as ops:
+        verdict = policy.decide(_ctx(2, 0.8), keys, real, forced=None)
+    assert verdict.decision == REUSE
+    assert verdict.metric == pytest.approx(expected, rel=1e-3 if dtype == torch.float32 else 1e-2)
+    if dtype == torch.float32:
+        assert ops.names == ["add.Tensor", "add_.Tensor"], ops.names
+    else:           # the forecast made in fp32 and kept as the store's dtype, then one add onto the real
+        assert "sub.Tensor" not in ops.names and ops.names[-1] == "add.Tensor", ops.names
+
+
+def test_the_guarded_forecast_measures_its_miss_inside_the_forecasts_sum():
+    """The guarded forecast's error of its own forecast (the order-1 draft of the value it records)
+    is the same number as before, made as the forecast's sum started from the value: one op per term."""
+    from cache_core.metrics import rel_l1_per_sample
+    from cache_core.policies.guarded import GuardedForecastPolicy
+    torch.manual_seed(0)
+    values = [torch.randn(2, 64) for _ in range(3)]
+    policy = GuardedForecastPolicy(threshold=0.1, order=1)
+    for step, value in enumerate(values[:2]):
+        policy._measure(_ctx(step, 1.0 - step / 10), value)
+    with _Ops(values[2].numel()) as ops:
+        policy._measure(_ctx(2, 0.8), values[2])
+    draft = 2 * values[1] - values[0]
+    assert policy.pending == pytest.approx(rel_l1_per_sample(draft, values[2]).tolist(), rel=1e-5)
+    assert ops.names == ["add.Tensor", "add_.Tensor"], ops.names
