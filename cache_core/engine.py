@@ -360,13 +360,13 @@ class CacheRun:
                 if scale is None and slot == "Y":     # x - sigma * y: one op, folded into a forecast's sum
                     out[b] = self.predictor.predict_onto(slot, (k,), ev.ctx, x, -level)
                     continue
-                y, gain = self.predictor.predict_scaled(slot, (k,), ev.ctx)     # y = tensor * gain
-                y = y.to(x.device)
-                if scale is None:
-                    out[b] = torch.add(x, x + y, alpha=-level * gain)
+                value, gain = self.predictor.predict_scaled(slot, (k,), ev.ctx)  # the cached y (or y - x)
+                value = value.to(x.device)                                       # is value * gain
+                if slot == "YD":                       # y = x + (y - x)
+                    y = torch.add(x, value, alpha=gain)
+                    out[b] = torch.add(x, y, alpha=-level) if scale is None else torch.addcmul(x, scale, y, value=-1.0)
                     continue
-                out[b] = torch.addcmul(x, scale if gain == 1.0 else scale * gain, x + y if slot == "YD" else y,
-                                       value=-1.0)
+                out[b] = torch.addcmul(x, scale if gain == 1.0 else scale * gain, value, value=-1.0)
             return out
         if verdict.decision != Decision.COMPUTE:
             ev.fell_back = True       # nothing usable cached for this pass: compute it
@@ -384,31 +384,35 @@ class CacheRun:
         if ev.ctx.sigma <= 0:
             return
         level = _uniform_sigma(sigma)
-        # y = (x - out) / sigma is recorded as the one op x - out, with 1 / sigma as the predictor's
-        # gain, when the pass has one sigma (the change of the output, y - x, needs y itself)
-        gain = 1.0 / level if level is not None and level > 0 and self.pass_slot == "Y" else None
+        # with one sigma for the pass, each branch is recorded in one op with a gain for the predictor:
+        # y = (x - out) / sigma as x - out with gain 1 / sigma; the output's change y - x as
+        # out - (1 - sigma) x with gain -1 / sigma
+        gain = None if level is None or level <= 0 else (1.0 / level if self.pass_slot == "Y" else -1.0 / level)
         scale = None if gain is not None else _per_sample(sigma, x)
         if gain is None and scale is None:
             return
         ys = {}
         for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
             if gain is not None:
-                d = x - outputs[b]
-                self.predictor.record("Y", (k,), d, ev.ctx, gain=gain)
+                d = x - outputs[b] if self.pass_slot == "Y" else torch.add(outputs[b], x, alpha=level - 1.0)
+                self.predictor.record(self.pass_slot, (k,), d, ev.ctx, gain=gain)
                 ys[k] = (d, gain)
                 continue
             y = (x - outputs[b]) / scale
             self.predictor.record(self.pass_slot, (k,), y - x if self.pass_slot == "YD" else y, ev.ctx)
-            ys[k] = (y, 1.0)
+            ys[k] = (y, None)                   # y itself (recorded as is for "Y")
         wants_residuals = getattr(self.policy, "wants_residuals", False)
         if ev.ctx.stage == 0 and ys and (wants_residuals or _overrides(self.policy, "observe_output")):
             lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))
-            value, g = ys[lead]
-            y = value if g == 1.0 else value * g       # only a policy that looks at it gets y made
+            value, g = ys[lead]                 # only a policy that looks at it gets y made
+            if g is None:
+                y, owned = value, self.pass_slot == "YD"
+            else:
+                y, owned = (value * g if self.pass_slot == "Y" else torch.add(x, value, alpha=g)), True
             if wants_residuals:
                 self.policy.observe_residuals(ev.ctx, (lead,), {"Y": y})
             else:
-                self.policy.observe_output(ev.ctx, (lead,), x, y)
+                self.policy.observe_output(ev.ctx, (lead,), x, y, owned=owned)
 
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],

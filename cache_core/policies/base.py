@@ -82,8 +82,9 @@ class Policy:
         raise NotImplementedError
 
     def observe_output(self, ctx: StepContext, keys: Sequence[Hashable], x: torch.Tensor,
-                       output: torch.Tensor) -> None:
-        """Called after a full model computation with its input and output."""
+                       output: torch.Tensor, owned: bool = False) -> None:
+        """Called after a full model computation with its input and output. ``owned``: the output
+        is a tensor made for this call alone, which the policy may keep without a copy."""
 
     def ran(self, ctx: StepContext, computed: bool) -> None:
         """What the step actually did, after the engine's guards and fallbacks (a verdict to

@@ -54,7 +54,7 @@ class CalibrationPolicy(Policy):
         self.pending = [ctx.sigma, change, None, None, None]
         return Verdict(COMPUTE, change, None, "calibration")
 
-    def observe_output(self, ctx, keys, x, output) -> None:
+    def observe_output(self, ctx, keys, x, output, owned: bool = False) -> None:
         o = self.lead_slice(keys, output)
         if o is None or self.pending is None:
             return

@@ -48,7 +48,7 @@ class EasyCachePolicy(Policy):
             return Verdict(COMPUTE, None, self.threshold, forced or "no transformation rate yet")
         return self.accumulator.add(estimate)
 
-    def observe_output(self, ctx, keys, x, output) -> None:
+    def observe_output(self, ctx, keys, x, output, owned: bool = False) -> None:
         xs, os_ = self.lead_slice(keys, x), self.lead_slice(keys, output)
         if xs is None:
             return
@@ -56,7 +56,7 @@ class EasyCachePolicy(Policy):
             dx = mean_abs_diff(xs, self.x_last)
             if dx > 0:
                 self.rate = mean_abs_diff(os_, self.o_last) / dx
-        self.o_last = os_.detach().clone()
+        self.o_last = os_.detach() if owned else os_.detach().clone()   # (the host's output: a copy)
         self.o_last_size = mean_abs(self.o_last)
         same = self.x_prev_step == ctx.step and self.x_prev is not None and self.x_prev.shape == xs.shape
         self.x_last = self.x_prev if same else xs.detach().clone()   # this step's input, copied once

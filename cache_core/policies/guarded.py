@@ -55,7 +55,7 @@ class GuardedForecastPolicy(Policy):
             flat = [v.detach().flatten(1) for v in values]
             self._measure(ctx, flat[0] if len(flat) == 1 else torch.cat(flat, dim=1))
 
-    def observe_output(self, ctx, keys, x, output) -> None:
+    def observe_output(self, ctx, keys, x, output, owned: bool = False) -> None:
         if self.granularity == "output" and output is not None:    # whole calls cached: their output
             self._measure(ctx, output.detach().flatten(1).clone())    # the host's output: a copy
 

@@ -352,3 +352,41 @@ def test_the_guarded_forecast_measures_its_miss_inside_the_forecasts_sum():
     draft = 2 * values[1] - values[0]
     assert policy.pending == pytest.approx(rel_l1_per_sample(draft, values[2]).tolist(), rel=1e-5)
     assert ops.names == ["add.Tensor", "add_.Tensor"], ops.names
+
+
+def test_easycache_records_a_whole_pass_in_one_op_per_branch_and_answers_with_the_outputs_change():
+    """EasyCache keeps the change of the output, y - x, per branch: a computed pass records it as
+    the one op out - (1 - sigma) x (gain -1 / sigma), makes y once for its measurement and keeps it
+    without a copy; a reused pass answers x - sigma * (x + (y - x)) from the last computed pass."""
+    torch.manual_seed(0)
+    sigmas = [1.0, 0.8, 0.6, 0.4, 0.2]
+    run = make_run(ToyModel([1.0, 2.0]), sigmas + [0.0], method="easycache", threshold=100.0,
+                   warmup_steps=2, last_steps_computed=1)
+    branches = ("cond", "uncond")
+    ys = {b: [torch.randn(2, 4, 8) for _ in sigmas] for b in branches}
+    xs = [torch.randn(2, 4, 8) for _ in sigmas]
+    recorded, answers, last = [], [], None
+    for i, s in enumerate(sigmas):
+        x, sigma = xs[i], torch.full((2,), s)
+        run.begin_evaluation(s, branches)
+        assert run.use_pass_level(True)
+        answer = run.answer_pass(x, sigma, branches)
+        if answer is None:
+            outs = {b: run.model_call(x, (b,), lambda b=b: x - s * ys[b][i], s, adds_between_blocks=False)
+                    for b in branches}
+            with _Ops(x.numel()) as ops:
+                run.record_pass(x, sigma, outs)
+            recorded.append(ops.names)
+            last = i
+        else:
+            answers.append((i, last, answer))
+        run.end_evaluation()
+        run.step_reported(i)
+    # per branch one add; one more for the lead's y; the measurement's differences (from the 2nd on)
+    assert recorded[0] == ["add.Tensor"] * 3, recorded
+    assert all(names == ["add.Tensor"] * 3 + ["sub.Tensor"] * 2 for names in recorded[1:]), recorded
+    assert answers
+    for i, c, answer in answers:
+        for b in branches:
+            change = ys[b][c] - xs[c]
+            assert torch.allclose(answer[b], xs[i] - sigmas[i] * (xs[i] + change), atol=1e-5)
