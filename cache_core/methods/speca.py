@@ -15,7 +15,8 @@ METHOD = Method(
     "forecast every step; the real block 0 verifies the draft", "when the draft's error exceeds the threshold",
     "forecast every step, verify against the real first block, compute when the error is too big",
     SpeCaConfig, lambda c, ctx: SpeculativePolicy(c.threshold, ctx.predictor_order, ctx.predictor_axis, ctx.reduce),
-    knobs=(threshold_knob(0.05, "Relative error of the forecast first block that rejects the draft.", "0.02-0.2"),
+    knobs=(threshold_knob(0.05, "Relative L1 error of the first block's forecast residual against the real "
+                                "one above which the draft is rejected.", "0.02-0.2"),
            ORDER_KNOB, AXIS_KNOB),
     predictor="taylor", needs_blocks=True, fallback="taylorseer",
     sweep={"knob": "threshold", "full": [0.02, 0.05, 0.1, 0.2], "quick": [0.05, 0.2]},
