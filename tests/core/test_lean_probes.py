@@ -167,15 +167,12 @@ def _whole_pass_run(method, **kw):
                     warmup_steps=1, last_steps_computed=1, **kw)
 
 
-@pytest.mark.parametrize("method,kw", [("fixed_interval", dict(interval=2)), ("taylorseer", dict(interval=2))])
-def test_a_computed_whole_pass_records_one_full_size_op_per_branch_and_a_cached_one_gives_the_same_output(method, kw):
-    torch.manual_seed(0)
-    run = _whole_pass_run(method, **kw)
-    branches = ("cond", "uncond")
-    ys = {b: [torch.randn(2, 4, 8) for _ in range(5)] for b in branches}
-    xs = [torch.randn(2, 4, 8) for _ in range(5)]
-    recorded, answers = [], []
-    for i, s in enumerate([1.0, 0.8, 0.6, 0.4, 0.2]):
+def _drive_whole_passes(run, sigmas, xs, ys):
+    """Sample ``sigmas`` with whole passes of two branches whose model gives y = ys[branch][step]:
+    (the full-size ops of each computed pass's record, [(step, last computed step, answer)])."""
+    branches = tuple(ys)
+    recorded, answers, last = [], [], None
+    for i, s in enumerate(sigmas):
         x, sigma = xs[i], torch.full((2,), s)
         run.begin_evaluation(s, branches)
         assert run.use_pass_level(True)
@@ -186,14 +183,25 @@ def test_a_computed_whole_pass_records_one_full_size_op_per_branch_and_a_cached_
             with _Ops(x.numel()) as ops:
                 run.record_pass(x, sigma, outs)
             recorded.append(ops.names)
-            answer = outs
+            last = i
         else:
-            answers.append((i, answer))
+            answers.append((i, last, answer))
         run.end_evaluation()
         run.step_reported(i)
+    return recorded, answers
+
+
+@pytest.mark.parametrize("method,kw", [("fixed_interval", dict(interval=2)), ("taylorseer", dict(interval=2))])
+def test_a_computed_whole_pass_records_one_full_size_op_per_branch_and_a_cached_one_gives_the_same_output(method, kw):
+    torch.manual_seed(0)
+    run = _whole_pass_run(method, **kw)
+    branches = ("cond", "uncond")
+    ys = {b: [torch.randn(2, 4, 8) for _ in range(5)] for b in branches}
+    xs = [torch.randn(2, 4, 8) for _ in range(5)]
+    recorded, answers = _drive_whole_passes(run, [1.0, 0.8, 0.6, 0.4, 0.2], xs, ys)
     assert recorded and all(names == ["sub.Tensor"] * 2 for names in recorded)   # x - out, per branch
     assert answers
-    for i, answer in answers:          # y kept as (x - out) with 1 / sigma: the same prediction as before
+    for i, _, answer in answers:       # y kept as (x - out) with 1 / sigma: the same prediction as before
         s, prev = [1.0, 0.8, 0.6, 0.4, 0.2][i], i - 1
         for b in branches:
             if method == "fixed_interval":
@@ -365,23 +373,7 @@ def test_easycache_records_a_whole_pass_in_one_op_per_branch_and_answers_with_th
     branches = ("cond", "uncond")
     ys = {b: [torch.randn(2, 4, 8) for _ in sigmas] for b in branches}
     xs = [torch.randn(2, 4, 8) for _ in sigmas]
-    recorded, answers, last = [], [], None
-    for i, s in enumerate(sigmas):
-        x, sigma = xs[i], torch.full((2,), s)
-        run.begin_evaluation(s, branches)
-        assert run.use_pass_level(True)
-        answer = run.answer_pass(x, sigma, branches)
-        if answer is None:
-            outs = {b: run.model_call(x, (b,), lambda b=b: x - s * ys[b][i], s, adds_between_blocks=False)
-                    for b in branches}
-            with _Ops(x.numel()) as ops:
-                run.record_pass(x, sigma, outs)
-            recorded.append(ops.names)
-            last = i
-        else:
-            answers.append((i, last, answer))
-        run.end_evaluation()
-        run.step_reported(i)
+    recorded, answers = _drive_whole_passes(run, sigmas, xs, ys)
     # per branch one add; one more for the lead's y; the measurement's differences (from the 2nd on)
     assert recorded[0] == ["add.Tensor"] * 3, recorded
     assert all(names == ["add.Tensor"] * 3 + ["sub.Tensor"] * 2 for names in recorded[1:]), recorded
