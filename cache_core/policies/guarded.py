@@ -25,6 +25,7 @@ class GuardedForecastPolicy(Policy):
     name = "guarded_forecast"
     probe = None
     wants_residuals = True          # the engine reports the deciding branch's residuals of full steps
+    takes_gains = True              # ... a whole pass's as x - out with 1 / sigma, unmultiplied
 
     def __init__(self, threshold: float, max_interval: int = 8, order: int = 1, axis: str = "step",
                  reduce: str = "max", start_interval: int = 8, safety: float = 0.9, growth: float = 2.0):
@@ -37,7 +38,7 @@ class GuardedForecastPolicy(Policy):
         self.begin_run([])
 
     def begin_run(self, sigmas) -> None:
-        self.history: list[tuple[float, torch.Tensor]] = []    # (x, residual) of the last computed steps
+        self.history: list[tuple[float, torch.Tensor, float]] = []   # (x, residual, its gain) of the last computed steps
         self.pending: list[float] = []     # per-sample errors measured at the last computed step
         self.pending_order = 0             # the order of the forecast those errors measured
         self.last_computed: int | None = None
@@ -49,31 +50,35 @@ class GuardedForecastPolicy(Policy):
         return float(ctx.sigma) if self.axis == "sigma" else float(ctx.step)
 
     # ---- what ran ------------------------------------------------------------------
-    def observe_residuals(self, ctx, keys: Sequence[Hashable], residuals: dict) -> None:
+    def observe_residuals(self, ctx, keys: Sequence[Hashable], residuals: dict, gain: float = 1.0) -> None:
+        """``gain``: each residual is the tensor times ``gain`` (a whole pass's 1 / sigma)."""
         values = [v for v in residuals.values() if v is not None]
         if values:          # the recorded residuals: the cache's own tensors, kept without a copy
             flat = [v.detach().flatten(1) for v in values]
-            self._measure(ctx, flat[0] if len(flat) == 1 else torch.cat(flat, dim=1))
+            self._measure(ctx, flat[0] if len(flat) == 1 else torch.cat(flat, dim=1), gain)
 
     def observe_output(self, ctx, keys, x, output, owned: bool = False) -> None:
         if self.granularity == "output" and output is not None:    # whole calls cached: their output
-            self._measure(ctx, output.detach().flatten(1).clone())    # the host's output: a copy
+            flat = output.detach().flatten(1)
+            self._measure(ctx, flat if owned else flat.clone())     # the host's output: a copy
 
-    def _measure(self, ctx, value: torch.Tensor) -> None:
+    def _measure(self, ctx, value: torch.Tensor, gain: float = 1.0) -> None:
+        """The error of the forecast of ``value * gain`` from the history, relative to it: with
+        every value scaled by 1 / gain, ``value`` itself starts the sum (the gain cancels)."""
         if ctx.stage > 0:
             return
         x = self._x(ctx)
         h = [p for p in self.history if p[0] != x and p[1].shape == value.shape]
         if h:
             k = min(self.order, len(h) - 1)
-            xs, values = [p[0] for p in h], [p[1] for p in h]
+            xs, values, gains = [p[0] for p in h], [p[1] for p in h], [p[2] / gain for p in h]
             if value.dtype == torch.float32:   # real minus draft: the forecast's sum started from the value
-                miss = newton_extrapolate(xs, values, x, k, onto=value, alpha=-1.0)
+                miss = newton_extrapolate(xs, values, x, k, gains=gains, onto=value, alpha=-1.0)
             else:                              # (a low-precision start would round the difference)
-                miss = newton_extrapolate(xs, values, x, k) - value
+                miss = newton_extrapolate(xs, values, x, k, gains=gains) - value
             self.pending = rel_difference_per_sample(miss, value).tolist()
             self.pending_order = k
-        h.append((x, value))
+        h.append((x, value, gain))
         self.history = h[-(self.order + 1):]
 
     def ran(self, ctx, computed: bool) -> None:

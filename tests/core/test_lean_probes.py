@@ -382,3 +382,27 @@ def test_easycache_records_a_whole_pass_in_one_op_per_branch_and_answers_with_th
         for b in branches:
             change = ys[b][c] - xs[c]
             assert torch.allclose(answer[b], xs[i] - sigmas[i] * (xs[i] + change), atol=1e-5)
+
+
+def test_the_guarded_forecast_takes_a_whole_pass_with_its_gain_and_measures_the_same_error():
+    """A whole pass hands the guard x - out with 1 / sigma, unmultiplied: the guard's error of its
+    forecast is that of the predictions y themselves, and no op makes y."""
+    from cache_core.metrics import rel_l1_per_sample
+    from cache_core.policies.guarded import GuardedForecastPolicy
+    torch.manual_seed(0)
+    ds, gains = [torch.randn(2, 64) for _ in range(3)], [1.25, 2.0, 4.0]
+    scaled = GuardedForecastPolicy(threshold=0.1, order=1)
+    plain = GuardedForecastPolicy(threshold=0.1, order=1)
+    for step, (d, g) in enumerate(zip(ds, gains)):
+        ctx = _ctx(step, 1.0 - step / 10)
+        if step == 2:
+            with _Ops(d.numel()) as ops:
+                scaled.observe_residuals(ctx, ("c",), {"Y": d}, gain=g)
+        else:
+            scaled.observe_residuals(ctx, ("c",), {"Y": d}, gain=g)
+        plain.observe_residuals(ctx, ("c",), {"Y": d * g})
+    ys = [d * g for d, g in zip(ds, gains)]
+    expected = rel_l1_per_sample(2 * ys[1] - ys[0], ys[2]).tolist()
+    assert scaled.pending == pytest.approx(expected, rel=1e-5)
+    assert plain.pending == pytest.approx(expected, rel=1e-5)
+    assert ops.names == ["add.Tensor", "add_.Tensor"], ops.names      # no y made, no subtraction

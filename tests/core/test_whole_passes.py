@@ -82,7 +82,8 @@ def test_the_guard_measures_the_lead_branch_prediction():
     run = make_run(model, SIGMAS, method="guarded_forecast", cache_level="output", warmup_steps=1,
                    last_steps_computed=1)
     seen = []
-    run.policy.observe_residuals = lambda ctx, keys, residuals: seen.append((ctx.step, keys, residuals["Y"]))
+    run.policy.observe_residuals = lambda ctx, keys, residuals, gain=1.0: seen.append(
+        (ctx.step, keys, residuals["Y"] * gain))       # (the prediction handed over with its 1 / sigma)
     xs, ys = trajectories()
     run_passes(run, xs, ys)
     assert seen and all(keys == ("cond",) for _, keys, _ in seen)
