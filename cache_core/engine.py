@@ -405,9 +405,9 @@ class CacheRun:
         if ev.ctx.stage == 0 and ys and (wants_residuals or _overrides(self.policy, "observe_output")):
             lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))
             value, g = ys[lead]                 # only a policy that looks at it gets y made
-            if wants_residuals and self.pass_slot == "Y" and getattr(self.policy, "takes_gains", False):
+            if wants_residuals and self.pass_slot == "Y":    # y = value * gain, for the policy to fold
                 self.policy.observe_residuals(ev.ctx, (lead,), {"Y": value}, gain=1.0 if g is None else g)
-                return                          # y = value * gain, folded into the policy's own ops
+                return
             if g is None:
                 y, owned = value, self.pass_slot == "YD"
             else:

@@ -64,11 +64,14 @@ class CalibrationPolicy(Policy):
         if self.granularity == "output" and output.shape == x.shape:
             self.observe_residuals(ctx, keys, {"D": output - x})
 
-    def observe_residuals(self, ctx, keys, residuals: dict) -> None:
+    def observe_residuals(self, ctx, keys, residuals: dict, gain: float = 1.0) -> None:
+        """``gain``: each residual is the tensor times ``gain`` (a whole pass's 1 / sigma)."""
         parts = []
         for value in residuals.values():
             if value is None:
                 continue
+            if gain != 1.0:
+                value = value * gain
             lead = self.lead_slice(keys, value)
             if lead is not None:
                 parts.append(_tokens_last(lead).float().reshape(-1, _tokens_last(lead).shape[-1]))

@@ -25,7 +25,6 @@ class GuardedForecastPolicy(Policy):
     name = "guarded_forecast"
     probe = None
     wants_residuals = True          # the engine reports the deciding branch's residuals of full steps
-    takes_gains = True              # ... a whole pass's as x - out with 1 / sigma, unmultiplied
 
     def __init__(self, threshold: float, max_interval: int = 8, order: int = 1, axis: str = "step",
                  reduce: str = "max", start_interval: int = 8, safety: float = 0.9, growth: float = 2.0):
