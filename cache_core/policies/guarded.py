@@ -37,7 +37,7 @@ class GuardedForecastPolicy(Policy):
         self.begin_run([])
 
     def begin_run(self, sigmas) -> None:
-        self.history: list[tuple[float, torch.Tensor, float]] = []   # (x, residual, its gain) of the last computed steps
+        self.history: list[tuple[float, torch.Tensor, float]] = []   # (x, residual, gain) of full steps
         self.pending: list[float] = []     # per-sample errors measured at the last computed step
         self.pending_order = 0             # the order of the forecast those errors measured
         self.last_computed: int | None = None

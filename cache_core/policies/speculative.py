@@ -1,9 +1,9 @@
 """Speculative caching in the SpeCa spirit: forecast, verify cheaply, compute when wrong.
 
 Every step after warm-up is a draft: the front block runs for real, its residual is
-compared with the forecast of that same residual from the history of full steps
-(relative L1 error against the real residual), and the draft of the rest of the model is accepted when the relative error stays
-under the threshold (and fewer than ``max_drafts`` drafts ran in a row).
+compared with the forecast of that same residual from the history of full steps, and
+the draft of the rest of the model is accepted when the relative L1 error (against the
+real residual) stays under the threshold and fewer than ``max_drafts`` drafts ran in a row.
 """
 from __future__ import annotations
 
