@@ -103,6 +103,9 @@ class _Evaluation:
     passes: dict = field(default_factory=dict)         # variant -> passes begun in this evaluation
     pass_computing: bool = False                       # a whole pass decided to compute: its calls just run
     calls_before_pass: int = 0                         # model calls of this evaluation before that pass
+    pass_left_to_blocks: bool = False                  # a pass the blocks decide (``mixed_passes``)
+    blocks_before_pass: tuple = (0, 0)                 # (computed, total) blocks of the evaluation before it
+    answered_whole: bool = False                       # the evaluation's first pass was answered whole
 
 
 @eager_methods("answer_pass", "record_pass", "model_call", "_whole_call", "_deep_call", "block", "_block_of_whole_pass", "_block", "_compute_and_record", "_compute_and_record_per_block")
@@ -176,8 +179,11 @@ class CacheRun:
         # such a method may also cache whole passes (every model call of one pass over the conditionings,
         # and the host's work around them); the host says whether its passes allow it (``use_pass_level``)
         # (a method that measures the model input, EasyCache, reads the pass's input instead)
-        self.pass_level_possible = (policy.probe in (None, "model_input")
-                                    and (self.whole_calls or self.granularity == "output"))
+        # a block method whose first drafts need no probe (SpeCa) answers those as whole passes and
+        # leaves every other pass to its blocks, which decide on the probe
+        self.mixed_passes = self.granularity == "stack" and int(getattr(policy, "unverified_drafts", 0)) > 0
+        self.pass_level_possible = self.mixed_passes or (policy.probe in (None, "model_input")
+                                                         and (self.whole_calls or self.granularity == "output"))
         self.pass_slot = "YD" if policy.caches_output_change else "Y"   # y, or y - x (the output's change)
         self.pass_level: bool | None = None       # None: not known until the host's first pass
         self.calls_per_pass = 1                   # model calls of the last computed pass (block statistics)
@@ -345,7 +351,14 @@ class CacheRun:
         scale = None if level is not None or ev.ctx.sigma <= 0 else _per_sample(sigma, x)
         ready = bool(keys) and (level is not None and level > 0 or scale is not None) and \
             all(self.predictor.ready(slot, (k,), like=x) for k in keys)
-        if self.policy.probe == "model_input":      # every branch sees the same input: the lead's decides
+        if self.mixed_passes:
+            verdict = self._draft_without_probe(ev, ready)
+            if verdict is None:                     # the blocks decide this pass, on the probe
+                ev.pass_left_to_blocks = True
+                ev.calls_before_pass = ev.calls
+                ev.blocks_before_pass = (ev.blocks_computed, ev.blocks_total)
+                return None
+        elif self.policy.probe == "model_input":    # every branch sees the same input: the lead's decides
             if self.pass_id is None and keys and self.lead_branch.key not in keys:
                 self.lead_branch.key = keys[0]      # the first branch of the main pass (its prompt switched)
             verdict = self._decide(keys[:1], x, ready)
@@ -374,33 +387,35 @@ class CacheRun:
         ev.calls_before_pass = ev.calls
         return None
 
+    def _draft_without_probe(self, ev: _Evaluation, ready: bool) -> Verdict | None:
+        """``mixed_passes``: the verdict that answers this pass whole before its probe, or None."""
+        if ev.verdict is not None:          # a later pass of this evaluation follows its first
+            return ev.verdict if ev.answered_whole and ready else None
+        if not ready or self._forced_reason(ev.ctx) is not None:
+            return None
+        verdict = self.policy.draft_without_probe(ev.ctx)
+        if verdict is None or verdict.decision == Decision.COMPUTE:
+            return None
+        ev.verdict, ev.answered_whole = verdict, True
+        return verdict
+
     def record_pass(self, x: torch.Tensor, sigma: torch.Tensor, outputs: dict) -> None:
         """The outputs (branch -> tensor) of a pass that ``answer_pass`` left to compute."""
         ev = self.evaluation
+        if ev is not None and ev.pass_left_to_blocks:     # kept when every block of the pass ran
+            ev.pass_left_to_blocks = False
+            self.calls_per_pass = max(1, ev.calls - ev.calls_before_pass)
+            computed = ev.blocks_computed - ev.blocks_before_pass[0]
+            if ev.ctx.sigma > 0 and computed > 0 and computed == ev.blocks_total - ev.blocks_before_pass[1]:
+                self._record_predictions(ev, x, sigma, outputs)
+            return
         if ev is None or not ev.pass_computing:
             return
         ev.pass_computing = False
         self.calls_per_pass = max(1, ev.calls - ev.calls_before_pass)
         if ev.ctx.sigma <= 0:
             return
-        level = _uniform_sigma(sigma)
-        # with one sigma for the pass, each branch is recorded in one op with a gain for the predictor:
-        # y = (x - out) / sigma as x - out with gain 1 / sigma; the output's change y - x as
-        # out - (1 - sigma) x with gain -1 / sigma
-        gain = None if level is None or level <= 0 else (1.0 / level if self.pass_slot == "Y" else -1.0 / level)
-        scale = None if gain is not None else _per_sample(sigma, x)
-        if gain is None and scale is None:
-            return
-        ys = {}
-        for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
-            if gain is not None:
-                d = x - outputs[b] if self.pass_slot == "Y" else torch.add(outputs[b], x, alpha=level - 1.0)
-                self.predictor.record(self.pass_slot, (k,), d, ev.ctx, gain=gain)
-                ys[k] = (d, gain)
-                continue
-            y = (x - outputs[b]) / scale
-            self.predictor.record(self.pass_slot, (k,), y - x if self.pass_slot == "YD" else y, ev.ctx)
-            ys[k] = (y, None)                   # y itself (recorded as is for "Y")
+        ys = self._record_predictions(ev, x, sigma, outputs)
         wants_residuals = getattr(self.policy, "wants_residuals", False)
         if ev.ctx.stage == 0 and ys and (wants_residuals or _overrides(self.policy, "observe_output")):
             lead = self.lead_branch.key if self.lead_branch.key in ys else next(iter(ys))
@@ -416,6 +431,28 @@ class CacheRun:
                 self.policy.observe_residuals(ev.ctx, (lead,), {"Y": y})
             else:
                 self.policy.observe_output(ev.ctx, (lead,), x, y, owned=owned)
+
+    def _record_predictions(self, ev: _Evaluation, x: torch.Tensor, sigma: torch.Tensor, outputs: dict) -> dict:
+        """Record each branch's prediction of a computed pass; returns branch key -> (value, gain)."""
+        level = _uniform_sigma(sigma)
+        # with one sigma for the pass, each branch is recorded in one op with a gain for the predictor:
+        # y = (x - out) / sigma as x - out with gain 1 / sigma; the output's change y - x as
+        # out - (1 - sigma) x with gain -1 / sigma
+        gain = None if level is None or level <= 0 else (1.0 / level if self.pass_slot == "Y" else -1.0 / level)
+        scale = None if gain is not None else _per_sample(sigma, x)
+        if gain is None and scale is None:
+            return {}
+        ys = {}
+        for b, k in zip(outputs, self._branch_keys(tuple(outputs))):
+            if gain is not None:
+                d = x - outputs[b] if self.pass_slot == "Y" else torch.add(outputs[b], x, alpha=level - 1.0)
+                self.predictor.record(self.pass_slot, (k,), d, ev.ctx, gain=gain)
+                ys[k] = (d, gain)
+                continue
+            y = (x - outputs[b]) / scale
+            self.predictor.record(self.pass_slot, (k,), y - x if self.pass_slot == "YD" else y, ev.ctx)
+            ys[k] = (y, None)                   # y itself (recorded as is for "Y")
+        return ys
 
     # ---- model calls ---------------------------------------------------------------
     def model_call(self, x: torch.Tensor, keys: Sequence[Hashable], run_model: Callable[[], torch.Tensor],

@@ -52,6 +52,9 @@ class Policy:
     lead_branch = None              # the run's LeadBranch (set by the engine): the branch that decides
     group = None                    # the ranks that decide alike: None = every rank of torch.distributed
     #                                 when it is initialised, a process group, or False = this process alone
+    unverified_drafts = 0           # a block method's drafts after each computed step that need no probe:
+    #                                 the engine asks ``draft_without_probe`` before the host's pass, and
+    #                                 answers such a draft whole (where the host allows whole passes)
 
     def agreed(self, value: float | None, how: str = "max") -> float | None:
         """The scalar a decision compares with its threshold, the same on every rank.
@@ -80,6 +83,12 @@ class Policy:
     def decide(self, ctx: StepContext, keys: Sequence[Hashable], probe: torch.Tensor | None,
                forced: str | None) -> Verdict:
         raise NotImplementedError
+
+    def draft_without_probe(self, ctx: StepContext) -> Verdict | None:
+        """Asked before the pass of a step that nothing forces to compute, of a policy with
+        ``unverified_drafts``: a verdict to reuse answers the pass from the cache with no probe;
+        None leaves the step to ``decide`` on its probe."""
+        return None
 
     def observe_output(self, ctx: StepContext, keys: Sequence[Hashable], x: torch.Tensor,
                        output: torch.Tensor, owned: bool = False) -> None:
