@@ -765,6 +765,34 @@ def bound_lines(ours: list[dict]) -> list[str]:
     return lines
 
 
+def slower_pairs(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """(fewer, more): pairs of our settings of one method on one model, alike but for the swept knob,
+    where the setting that computes fewer blocks measured slower than the one computing more."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["kind"] != "ours" or r.get("error") or r.get("wall_speedup") is None or not r.get("compute_fraction"):
+            continue
+        others = tuple(sorted((k, repr(v)) for k, v in r["inputs"].items()
+                              if k not in (r["setting"].split("=")[0], "method")))
+        groups.setdefault((r["model"], r["method"], others), []).append(r)
+    return [(a, b) for group in groups.values() for a in group for b in group
+            if a["compute_fraction"] < b["compute_fraction"] and a["wall_speedup"] < b["wall_speedup"]]
+
+
+def slower_lines(result: dict) -> list[str]:
+    """The goal that fewer computed steps never makes a method slower, checked on every measured sweep."""
+    pairs = slower_pairs(result["rows"])
+    if not pairs:
+        return ["- fewer computed blocks never measured slower within a method's sweep"]
+    lines = [f"- {len(pairs)} pair(s) of settings where fewer computed blocks measured slower "
+             f"(wall timing moves by about 10 % between runs):"]
+    for a, b in sorted(pairs, key=lambda p: p[1]["wall_speedup"] / p[0]["wall_speedup"], reverse=True):
+        lines.append(f"  - {a['model']} {a['method']}: {a['setting']} ({a['compute_fraction']:.3f} of the blocks) "
+                     f"{a['wall_speedup']:.2f}x against {b['setting']} ({b['compute_fraction']:.3f}) "
+                     f"{b['wall_speedup']:.2f}x: {b['wall_speedup'] / a['wall_speedup'] - 1:.0%} slower")
+    return lines
+
+
 def uncached_lines(result: dict) -> list[str]:
     by_model = {}
     for r in result["rows"]:
@@ -799,7 +827,7 @@ def failure_lines(result: dict) -> list[str]:
 
 
 def report(result: dict) -> str:
-    lines = header_lines(result) + uncached_lines(result) + overhead_lines(result) + \
+    lines = header_lines(result) + uncached_lines(result) + overhead_lines(result) + slower_lines(result) + \
         ["", markdown_table(result), "", COLUMNS_NOTE]
     failures = failure_lines(result)
     if failures:
