@@ -1,16 +1,46 @@
 """Pure metric functions on tensors."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 
+_LONG = 1 << 20     # a CPU reduction over more elements per output is split into runs of
+_RUN = 1 << 12      # this many, each an fp32 sum in sequence
+
+
 def l1_norm(t: torch.Tensor, dim=None) -> torch.Tensor:
-    """sum |t| (over ``dim``, or everything) accumulated in at least fp32, as one reduction: no
-    full-size copy, no cast of the tensor."""
-    return torch.linalg.vector_norm(t, ord=1, dim=dim, dtype=torch.promote_types(t.dtype, torch.float32))
+    """sum |t| (over ``dim``, or everything) accumulated in at least fp32, in one read of the
+    tensor: no full-size copy, no cast of it.
+
+    A CPU adds up each output's elements in sequence, and an fp32 sum of ~10^7 terms drifts
+    (a 2 x 2048 x 3072 tensor of 0.37 came out 2.5 % low, a 75600 x 1536 stream's 50 %). There a
+    reduction over more than 2^20 elements is split, by a view along its outermost dim, into
+    runs of at most 2^12 elements, whose sums are then added."""
+    acc = torch.promote_types(t.dtype, torch.float32)
+    dims = sorted({d % t.ndim for d in ((dim,) if isinstance(dim, int) else dim)}) \
+        if dim is not None else list(range(t.ndim))
+    n = math.prod(t.shape[d] for d in dims)
+    if t.device.type != "cpu" or n <= _LONG:     # a GPU reduces in a tree
+        return torch.linalg.vector_norm(t, ord=1, dim=dim, dtype=acc)
+    outer = max((d for d in dims if t.shape[d] > 1), key=t.stride)
+    size, runs = t.shape[outer], -(-n // _RUN)
+    if size < runs:          # too few slices along it: sum each slice, then the slices
+        rest = [d for d in dims if d != outer]
+        return l1_norm(t, rest).sum(dim=outer - sum(d < outer for d in rest))
+    groups = _divisor_from(size, runs)
+    parts = torch.linalg.vector_norm(t.unflatten(outer, (groups, size // groups)), ord=1,
+                                     dim=[d + (d >= outer) for d in dims], dtype=acc)
+    return parts.sum(dim=outer - sum(d < outer for d in dims))
+
+
+@functools.lru_cache(maxsize=256)
+def _divisor_from(size: int, least: int) -> int:
+    """The smallest divisor of ``size`` that is at least ``least`` (``size`` itself at most)."""
+    return next(k for k in range(least, size + 1) if size % k == 0)
 
 
 def mean_abs(t: torch.Tensor) -> float:

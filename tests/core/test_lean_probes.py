@@ -8,7 +8,7 @@ from cache_core.branch_store import BranchStore, batch_view
 from cache_core.decisions import StepContext
 from cache_core.engine import _owned
 from cache_core.forecast import band_split
-from cache_core.metrics import mean_abs_diff, rel_l1, rel_l1_per_sample
+from cache_core.metrics import l1_norm, mean_abs, mean_abs_diff, rel_l1, rel_l1_per_sample
 from cache_core.policies.first_block import FrontResidualPolicy
 from cache_core.predictors import ForecastPredictor
 
@@ -406,3 +406,22 @@ def test_the_guarded_forecast_takes_a_whole_pass_with_its_gain_and_measures_the_
     assert scaled.pending == pytest.approx(expected, rel=1e-5)
     assert plain.pending == pytest.approx(expected, rel=1e-5)
     assert ops.names == ["add.Tensor", "add_.Tensor"], ops.names      # no y made, no subtraction
+
+
+@pytest.mark.parametrize("strided", [False, True])
+def test_a_long_measurement_on_the_cpu_does_not_drift(strided):
+    # 12.6 M elements per sample, the size of a 1024 x 1024 Flux stream: one fp32 sum of them in
+    # sequence came out 2.5 % low
+    shape = (2, 2048, 3072)
+    t = torch.full((shape[0], shape[2], shape[1]), 0.37).transpose(1, 2) if strided else torch.full(shape, 0.37)
+    t[1] *= 2.0
+    per_element = float(torch.tensor(0.37))
+    n = shape[1] * shape[2]
+    with _Ops(n) as ops:
+        per_sample = rel_l1_per_sample(t, t * 0.5)      # |t - t/2| / |t/2|: 1 for each sample
+        whole = mean_abs(t[0])
+    assert ops.names == ["mul.Tensor", "sub.Tensor"]        # the test's t * 0.5 and the difference
+    assert torch.allclose(per_sample, torch.ones(2), rtol=1e-4)
+    assert whole == pytest.approx(per_element, rel=1e-4)
+    assert float(l1_norm(t)) == pytest.approx(3 * per_element * n, rel=1e-4)
+    assert l1_norm(t, dim=(1, 2)).tolist() == pytest.approx([per_element * n, 2 * per_element * n], rel=1e-4)
