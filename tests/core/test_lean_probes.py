@@ -374,9 +374,11 @@ def test_easycache_records_a_whole_pass_in_one_op_per_branch_and_answers_with_th
     ys = {b: [torch.randn(2, 4, 8) for _ in sigmas] for b in branches}
     xs = [torch.randn(2, 4, 8) for _ in sigmas]
     recorded, answers = _drive_whole_passes(run, sigmas, xs, ys)
-    # per branch one add; one more for the lead's y; the measurement's differences (from the 2nd on)
-    assert recorded[0] == ["add.Tensor"] * 3, recorded
-    assert all(names == ["add.Tensor"] * 3 + ["sub.Tensor"] * 2 for names in recorded[1:]), recorded
+    # per branch one add; one more for the lead's y; the measurement's differences (from the 2nd
+    # on): the output's change, and the input's since the last computed step, which right after a
+    # computed step is the change the step's decision measured (steps 0, 1 and 4 compute)
+    assert recorded == [["add.Tensor"] * 3, ["add.Tensor"] * 3 + ["sub.Tensor"],
+                        ["add.Tensor"] * 3 + ["sub.Tensor"] * 2], recorded
     assert answers
     for i, c, answer in answers:
         for b in branches:

@@ -106,6 +106,13 @@ def test_easycache_transformation_rate_rule():
     v = policy.decide(ctx(3), keys, torch.full((1, 4), 0.2), None)   # x_prev updated on the reused step
     assert v.decision == Decision.COMPUTE and v.metric == pytest.approx(2.0 * 0.1 / 2.2 + 2.0 * 0.6 / 2.2)
     assert policy.accumulator.total == 0.0
+    o3 = torch.full((1, 4), 2.6)
+    policy.observe_output(ctx(3), keys, torch.full((1, 4), 0.2), o3)
+    assert policy.rate == pytest.approx(0.4 / 0.7)      # |dx| since the last full step (1), not step 2
+    x4, o4 = torch.full((1, 4), 0.1), torch.full((1, 4), 2.65)
+    policy.decide(ctx(4), keys, x4, None)
+    policy.observe_output(ctx(4), keys, x4, o4)
+    assert policy.rate == pytest.approx(0.05 / 0.1, rel=1e-5)   # right after a full step: the decision's |dx|
 
 
 def test_first_block_compares_with_last_full_step_not_last_step():
