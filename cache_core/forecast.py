@@ -19,16 +19,18 @@ def band_split(t: torch.Tensor, cutoff: float = 0.1) -> tuple[torch.Tensor, torc
     if f.numel() == 0:                 # an empty stream (LTX-2's audio in a video-only run)
         return f.clone(), f.clone()
     dims = (-2, -1) if t.ndim >= 4 else (1,)
-    spectrum = torch.fft.fftn(f, dim=dims)
-    mask = torch.ones_like(spectrum.real, dtype=torch.bool)
+    # a real signal's spectrum is symmetric: its last split dim keeps the non-negative half
+    spectrum = torch.fft.rfftn(f, dim=dims)
+    mask = None                        # the kept frequencies, the size of the split dims alone
     for d in dims:
         n = f.shape[d]
-        freqs = torch.fft.fftfreq(n, device=f.device).abs()
-        keep = freqs <= cutoff * 0.5 + 1e-9
+        freqs = torch.fft.rfftfreq(n, device=f.device) if d == dims[-1] else \
+            torch.fft.fftfreq(n, device=f.device).abs()
         shape = [1] * f.ndim
-        shape[d] = n
-        mask = mask & keep.view(shape)
-    low = torch.fft.ifftn(spectrum * mask, dim=dims).real
+        shape[d] = freqs.numel()
+        keep = (freqs <= cutoff * 0.5 + 1e-9).view(shape)
+        mask = keep if mask is None else mask & keep
+    low = torch.fft.irfftn(spectrum * mask, s=[f.shape[d] for d in dims], dim=dims)
     return low, f - low
 
 

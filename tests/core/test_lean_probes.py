@@ -94,6 +94,23 @@ def test_the_frequency_split_of_a_batch_is_that_of_each_sample():
         assert torch.allclose(low[i:i + 1], lo, atol=1e-5) and torch.allclose(high[i:i + 1], hi, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 8, 8), (4, 16, 8)])
+def test_the_frequency_split_makes_no_full_size_mask(shape):
+    t = torch.randn(*shape)
+    with _Ops(t.numel() // 2) as ops:             # the benchmark's full-tensor pass: half a latent
+        low, high = band_split(t)
+    # the half spectrum of the real tensor, its kept part, the low band and the high band; no
+    # complex copy of the tensor, and the mask is as small as its dims
+    assert ops.names == ["_fft_r2c.default", "mul.Tensor", "_fft_c2r.default", "sub.Tensor"], ops.names
+    dims = (-2, -1) if t.ndim >= 4 else (1,)
+    spectrum = torch.fft.fftn(t, dim=dims)       # the whole spectrum, masked one dim at a time
+    for d in dims:
+        kept = torch.fft.fftfreq(t.shape[d]).abs() <= 0.05 + 1e-9
+        spectrum = (spectrum.movedim(d, -1) * kept).movedim(-1, d)
+    expected = torch.fft.ifftn(spectrum, dim=dims).real
+    assert torch.allclose(low, expected, atol=1e-6) and torch.allclose(high, t - expected, atol=1e-6)
+
+
 def test_front_residual_decisions_keep_the_probe_without_a_copy():
     policy = FrontResidualPolicy(threshold=0.5)
     policy.begin_run([1.0, 0.5, 0.0])
