@@ -27,7 +27,7 @@ class EasyCachePolicy(Policy):
         self.x_prev = None
         self.x_prev_step = None     # the step whose input x_prev is (a computed step's x_last is the same)
         self.x_last = None
-        self.input_change = (None, None)   # (x_prev it was measured from, mean |x - x_prev|) this step
+        self.change_since_full = None      # this step's mean |x - x_last|, when its decision measured it
         self.o_last = None
         self.o_last_size = 0.0      # mean |o_last|
         self.rate = None            # k, the transformation rate
@@ -38,7 +38,7 @@ class EasyCachePolicy(Policy):
         if x is None:
             return Verdict(COMPUTE, None, self.threshold, "deciding branch absent")
         dx = None if self.x_prev is None or self.x_prev.shape != x.shape else mean_abs_diff(x, self.x_prev)
-        self.input_change = (self.x_prev, dx)
+        self.change_since_full = dx if self.x_prev is self.x_last else None   # the last step was full
         self.x_prev = x.detach().clone()      # the host's latent: samplers may update it in place
         self.x_prev_step = ctx.step
         estimate = None
@@ -56,8 +56,8 @@ class EasyCachePolicy(Policy):
             return
         same = self.x_prev_step == ctx.step and self.x_prev is not None and self.x_prev.shape == xs.shape
         if self.o_last is not None and self.x_last is not None and self.o_last.shape == os_.shape:
-            measured_from, dx = self.input_change if same else (None, None)
-            if measured_from is not self.x_last or dx is None:   # the last full step was not the last step
+            dx = self.change_since_full if same else None
+            if dx is None:                  # cached steps since the last full one: measure it
                 dx = mean_abs_diff(xs, self.x_last)
             if dx > 0:
                 self.rate = mean_abs_diff(os_, self.o_last) / dx
